@@ -1,0 +1,1 @@
+"""knowd's agent: daemon, CLI, HTTP API, configuration and model backends."""

@@ -1,0 +1,207 @@
+"""The `knowd` command line.
+
+Every user error (bad config, bad input, unknown id) ends as one line on stderr
+(`knowd: error: ...`) and a non-zero exit; tracebacks are for bugs only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.config import Config, load_config
+from agent.errors import KnowdError
+
+log = logging.getLogger("knowd")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KnowdError as e:
+            click.echo(f"knowd: error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="KNOWD_CONFIG",
+              help="config.yaml to use (default: the repository's, or $KNOWD_CONFIG)")
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """knowd: keeps a language model's knowledge current."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config_path": config_path}
+
+
+def _cfg(ctx: click.Context) -> Config:
+    if "cfg" not in ctx.obj:
+        ctx.obj["cfg"] = load_config(ctx.obj["config_path"])
+    return ctx.obj["cfg"]
+
+
+def _app(ctx: click.Context):  # noqa: ANN202
+    from agent.app import App
+
+    if "app" not in ctx.obj:
+        ctx.obj["app"] = App(_cfg(ctx))
+        ctx.call_on_close(ctx.obj["app"].close)
+    return ctx.obj["app"]
+
+
+def _time(value: str | None) -> datetime | None:
+    from agent.inputs import parse_time
+
+    return parse_time(value) if value else None
+
+
+# ----------------------------------------------------------------------------- ingest
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--time", "when", help="time the documents' facts hold from (ISO); default: their own time, else now")
+@click.option("--force", is_flag=True, help="re-ingest documents already ingested")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: bool) -> None:
+    """Ingest text/Markdown files or a JSONL of documents (PATH or - for stdin)."""
+    from agent.errors import InputError
+    from agent.inputs import read_documents
+    from graphs.ingest import ingest_document
+
+    app = _app(ctx)
+    t = _time(when)
+    failed = 0
+    for p in paths:
+        if p == "-":
+            data, name = sys.stdin.buffer.read(), "-"
+        else:
+            path = Path(p)
+            if path.is_dir():
+                raise InputError(f"{p}: is a directory; give files (e.g. {p}/*.md)")
+            try:
+                data, name = path.read_bytes(), str(path)
+            except OSError as e:
+                raise InputError(f"{p}: {e.strerror}") from None
+        for doc in read_documents(data, name, max_bytes=app.cfg.ingest.max_document_bytes, time=t):
+            r = ingest_document(doc, app.ingest_context(), force=force)
+            if r.status == "failed":
+                failed += 1
+                click.echo(f"{doc.id}: failed: {r.error} (see: knowd ops --doc {doc.id})", err=True)
+            elif r.status == "skipped":
+                click.echo(f"{doc.id}: already ingested")
+            else:
+                changes = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
+                click.echo(f"{doc.id}: {changes or 'no changes'} ({r.calls} model calls, {r.llm_seconds:.1f}s)")
+    if failed:
+        ctx.exit(1)
+
+
+# ----------------------------------------------------------------------------- facts
+def _fact_line(f: Any, as_of: datetime | None) -> str:
+    live = [h for h in f.history if not h.reverted and (as_of is None or h.time <= as_of)]
+    truth = f.truth_at(as_of)
+    state = "true" if truth else "false" if truth is False else "unknown"
+    since = live[-1].time.date().isoformat() if live else "-"
+    return f"[{f.id}] {f.text}  ({state} since {since})"
+
+
+@cli.command()
+@click.option("--query", "-q", help="only facts related to this text (vector search)")
+@click.option("--as-of", "as_of", help="facts true at this time (ISO date/time)")
+@click.option("--history", is_flag=True, help="show each fact's true/false history")
+@click.option("--all", "all_", is_flag=True, help="include facts that are no longer true")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines output")
+@click.pass_context
+def facts(ctx: click.Context, query: str | None, as_of: str | None, history: bool, all_: bool, limit: int, as_json: bool) -> None:
+    """List facts true now (or at --as-of), optionally related to --query."""
+    app = _app(ctx)
+    t = _time(as_of)
+    if query:
+        hits = app.index.query(query, limit * (3 if (all_ or t) else 1), current_only=not (all_ or t))
+        found = app.store.get_facts([fid for fid, _ in hits])
+    else:
+        found = app.store.list_facts(current_only=False)
+    if not all_:
+        found = [f for f in found if f.truth_at(t) is True]
+    found = found[:limit]
+    for f in found:
+        if as_json:
+            click.echo(json.dumps({
+                "id": f.id, "text": f.text, "subject": f.subject, "relation": f.relation, "object": f.object,
+                "true": f.truth_at(t), "history": [
+                    {"time": h.time.isoformat(), "truth": h.truth, "doc_id": h.doc_id, "op": h.op, "reverted": h.reverted}
+                    for h in f.history
+                ],
+            }))
+            continue
+        click.echo(_fact_line(f, t))
+        if history:
+            for h in f.history:
+                mark = " (reverted)" if h.reverted else ""
+                click.echo(f"    {h.time.date().isoformat()}  {'true ' if h.truth else 'false'}  {h.op:<10} {h.doc_id or '-'}{mark}")
+    if not found and not as_json:
+        click.echo("no facts" + (" match" if query else ""), err=True)
+
+
+@cli.command()
+@click.option("--doc", "doc_id", required=True, help="document id")
+@click.option("--prompts", is_flag=True, help="show the model's full input for each decision")
+@click.pass_context
+def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
+    """What a document changed, and why (the model's output behind each change)."""
+    from agent.errors import KnowdError as _E
+
+    store = _app(ctx).store
+    st = store.document_status(doc_id)
+    if st is None:
+        raise _E(f"no document {doc_id!r} (knowd facts --history shows document ids)")
+    click.echo(f"document {doc_id}: {st['status']}" + (f" ({st['error']})" if st["error"] else "") + f", attempts {st['attempts']}")
+    for o in store.operations(doc_id):
+        mark = " [reverted]" if o.reverted else ""
+        arrow = f"{o.before or ''} -> {o.after or ''}" if (o.before or o.after) else ""
+        click.echo(f"  #{o.id} {o.op:<10} {o.fact_id or '':<18} {arrow}{mark}")
+        if o.detail:
+            click.echo(f"      {o.detail}")
+        if o.model_io_ref is not None:
+            call = store.model_call(o.model_io_ref)
+            if call:
+                click.echo(f"      model[{call['step']}] -> {(call['output'] or '')[:300]}")
+                if prompts:
+                    click.echo("      prompt:\n        " + call["prompt"].replace("\n", "\n        "))
+
+
+@cli.command()
+@click.option("--doc", "doc_id", required=True, help="document id")
+@click.pass_context
+def revert(ctx: click.Context, doc_id: str) -> None:
+    """Undo one document's changes, restoring each fact's previous history."""
+    app = _app(ctx)
+    try:
+        n = app.store.revert_document(doc_id)
+    except KeyError:
+        raise KnowdError(f"no document {doc_id!r}") from None
+    app.index.sync(app.store)
+    click.echo(f"reverted {n} history entries from {doc_id}")
+
+
+@cli.command()
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild the vector index from the fact store."""
+    app = _app(ctx)
+    n = app.index.rebuild(app.store)
+    click.echo(f"indexed {n} facts")
+
+
+def main() -> None:
+    cli(prog_name="knowd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""knowd graphs."""

@@ -1,0 +1,120 @@
+"""Key record types shared by every part of knowd.
+
+These are plain dataclasses: the SQLite store is the source of truth, and these
+are what it hands out. Times are timezone-aware UTC datetimes.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Truth = bool
+OpName = Literal[
+    "extract",  # a new fact was added from a document
+    "reinforce",  # a document confirmed a current fact
+    "make_false",  # a document contradicted a fact (no rewrite possible)
+    "rewrite",  # a false fact was replaced by a new true one (old -> false, new -> true)
+    "retire",  # a false fact could not be rewritten and was retired
+    "duplicate",  # an extracted fact duplicated a current one (counted as reinforcement)
+    "revert",  # a document's changes were undone
+    "reject",  # model output was rejected (invalid); nothing changed
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def content_hash(*parts: str) -> str:
+    """Stable sha256 over text parts (used for ids and edit detection)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update((p or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+@dataclass
+class Document:
+    """One unit of input: a feed entry, a chat window, a file."""
+
+    id: str
+    text: str
+    source: str = "cli"
+    url: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None
+    read_at: datetime = field(default_factory=utcnow)
+    title: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def time(self) -> datetime:
+        """The time the document's facts hold from: publication, else reading."""
+        return self.published_at or self.read_at
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title or "", self.text)
+
+
+@dataclass
+class HistoryEntry:
+    """One version of a fact's truth: since `time`, the fact is `truth`, because of `doc_id`."""
+
+    time: datetime
+    truth: Truth
+    doc_id: str | None
+    op: str
+    op_id: int | None = None
+    reverted: bool = False
+
+
+@dataclass
+class Fact:
+    id: str
+    text: str
+    subject: str = ""
+    relation: str = ""
+    object: str = ""
+    history: list[HistoryEntry] = field(default_factory=list)
+    supersedes: str | None = None  # id of the fact this one was rewritten from
+    created_at: datetime = field(default_factory=utcnow)
+
+    def _live(self) -> list[HistoryEntry]:
+        return [h for h in self.history if not h.reverted]
+
+    def truth_at(self, when: datetime | None = None) -> bool | None:
+        """True/False at `when` (None = now); None if the fact did not exist yet."""
+        latest: HistoryEntry | None = None
+        for h in sorted(self._live(), key=lambda h: (h.time, h.op_id or 0)):
+            if when is not None and h.time > when:
+                break
+            latest = h
+        return None if latest is None else latest.truth
+
+    @property
+    def is_current(self) -> bool:
+        return self.truth_at(None) is True
+
+    @property
+    def sources(self) -> list[str]:
+        return [h.doc_id for h in self._live() if h.doc_id]
+
+
+@dataclass
+class Operation:
+    """One logged change (or rejection), with a pointer to the model call behind it."""
+
+    doc_id: str | None
+    fact_id: str | None
+    op: str
+    before: str | None
+    after: str | None
+    time: datetime
+    model_io_ref: int | None = None
+    id: int | None = None
+    detail: str | None = None
+    reverted: bool = False

@@ -1,0 +1,55 @@
+"""Shared fixtures: a fresh data dir, a fake LLM that records its calls, a fast embedder.
+
+Markers: `integration` tests use the real bundled model (slow, still offline);
+run only the fast ones with `pytest -m "not integration"`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: uses the real bundled models (slow, offline)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def cfg(tmp_path: Path):
+    from agent.config import config_from_dict
+
+    return config_from_dict({"data_dir": str(tmp_path / "data")}, base_dir=tmp_path)
+
+
+@pytest.fixture
+def fake_llm():
+    from agent.llm import FakeLLM
+
+    return FakeLLM()
+
+
+@pytest.fixture
+def app(cfg, fake_llm):
+    """An App over a temp data dir with the fake LLM and the hashing embedder."""
+    from agent.app import App
+    from agent.embeddings import HashEmbedder
+
+    a = App(cfg, llm=fake_llm, embedder=HashEmbedder())
+    yield a
+    a.close()

@@ -1,0 +1,228 @@
+"""The ERASE ingest graph with a fake LLM: every branch, as-of queries, garbage output."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from graphs.ingest import chunk_text, ingest_document
+from tests.helpers import doc, extracted, fact, snapshot
+
+D1 = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01")
+D2 = doc("d2", "John Smith replaced Maria Lopez as CEO of Northwind.", "2022-06-01")
+
+
+def t(s: str) -> datetime:
+    return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
+
+
+def current_texts(store, when=None) -> list[str]:  # noqa: ANN001
+    return sorted(f.text for f in store.list_facts(as_of=when))
+
+
+def test_contradiction_makes_old_fact_false_and_as_of_returns_each(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    r1 = ingest_document(D1, app.ingest_context())
+    assert r1.status == "done" and r1.counts["extract"] == 1
+    assert [c.step for c in fake_llm.calls] == ["extract"]  # empty store: nothing to classify
+
+    fake_llm.queue(
+        extracted(fact("John Smith", "is CEO of", "Northwind")),
+        {"1": "make_false"},  # classify: the only candidate is Maria's fact
+        {"retire": True},  # rewrite: nothing replaces it
+    )
+    r2 = ingest_document(D2, app.ingest_context())
+    assert r2.status == "done", r2.error
+    assert [c.step for c in fake_llm.calls] == ["extract", "extract", "classify", "rewrite"]
+    # the candidate reached the classify prompt; the rewrite saw the new fact as still true
+    assert "1. Maria Lopez is CEO of Northwind." in fake_llm.calls[2].prompt
+    assert "John Smith is CEO of Northwind." in fake_llm.calls[3].prompt
+
+    store = app.store
+    maria = store.find_by_norm("Maria Lopez is CEO of Northwind.")
+    assert maria.truth_at(t("2021-01-01")) is True
+    assert maria.truth_at(t("2022-06-01")) is False and not maria.is_current
+    assert [(h.truth, h.doc_id, h.op) for h in maria.history] == [(True, "d1", "extract"), (False, "d2", "make_false")]
+    assert current_texts(store, t("2021-03-01")) == ["Maria Lopez is CEO of Northwind."]
+    assert current_texts(store, t("2019-01-01")) == []
+    assert current_texts(store) == ["John Smith is CEO of Northwind."]
+    assert r2.counts == {**r2.counts, "extract": 1, "make_false": 1, "retire": 1}
+
+
+def test_rewrite_creates_superseding_fact(app, fake_llm):
+    fake_llm.queue(extracted(fact("Mary Lee", "works with", "Bob Stone")))
+    ingest_document(doc("a", "Mary Lee works with Bob Stone at Google.", "2021-01-01"), app.ingest_context())
+    fake_llm.queue(
+        extracted(fact("Mary Lee", "works at", "Amazon")),
+        {"1": "make_false"},
+        fact("Mary Lee", "works with", "Quinn Park"),
+    )
+    r = ingest_document(doc("b", "Mary Lee left Google and joined Amazon, where Quinn Park works.", "2022-02-01"), app.ingest_context())
+    assert r.counts["rewrite"] == 1 and r.counts["make_false"] == 1
+    new = app.store.find_by_norm("Mary Lee works with Quinn Park")
+    assert new.is_current and new.supersedes == app.store.find_by_norm("Mary Lee works with Bob Stone").id
+    assert [h.op for h in new.history] == ["rewrite"]
+    ops = [o.op for o in app.store.operations("b")]
+    assert ops.count("rewrite") == 1 and ops.count("extract") == 1
+
+
+def test_reinforce_no_change_and_duplicate(app, fake_llm):
+    fake_llm.queue(extracted(fact("Odense Boldklub", "is based in", "Odense"), fact("Joel King", "plays for", "Odense Boldklub")))
+    ingest_document(doc("a", "Joel King plays for Odense Boldklub, based in Odense.", "2021-01-01"), app.ingest_context())
+    fake_llm.queue(
+        extracted(fact("Joel King", "plays for", "Odense Boldklub")),  # exact duplicate of a current fact
+        {"1": "reinforce", "2": "no_change"},
+    )
+    r = ingest_document(doc("b", "Joel King scored twice for Odense Boldklub.", "2021-05-01"), app.ingest_context())
+    assert r.counts["duplicate"] == 1 and r.counts["extract"] == 0
+    assert r.counts["reinforce"] + r.counts["no_change"] == 2
+    joel = app.store.find_by_norm("Joel King plays for Odense Boldklub")
+    assert [h.op for h in joel.history][0] == "extract"
+    assert len(joel.history) >= 2 and all(h.truth for h in joel.history)
+    assert app.store.count_facts() == {"total": 2, "current": 2, "not_current": 0}
+
+
+def test_classify_is_batched(app, fake_llm):
+    app.cfg.ingest.classify_batch = 3
+    fake_llm.queue(extracted(*[fact(f"Person {i}", "lives in", "Paris") for i in range(5)]))
+    ingest_document(doc("a", "Five people live in Paris.", "2021-01-01"), app.ingest_context())
+    fake_llm.queue(extracted(), {"1": "no_change", "2": "no_change", "3": "no_change"}, {"1": "no_change", "2": "no_change"})
+    ingest_document(doc("b", "Paris is in France.", "2021-02-01"), app.ingest_context())
+    classify = [c for c in fake_llm.calls if c.step == "classify"]
+    assert len(classify) == 2  # 5 candidates in batches of 3
+    assert classify[0].schema["required"] == ["1", "2", "3"]
+
+
+def test_invalid_json_fails_document_without_touching_store(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    before = snapshot(app.store)
+    fake_llm.queue("{not json at all")
+    r = ingest_document(D2, app.ingest_context())
+    assert r.status == "failed" and "not valid JSON" in r.error
+    after = snapshot(app.store)
+    assert after["facts"] == before["facts"] and after["history"] == before["history"]
+    assert app.store.document_status("d2")["status"] == "failed"
+    ops = app.store.operations("d2")
+    assert [o.op for o in ops] == ["reject"]
+    assert app.store.model_call(ops[0].model_io_ref)["output"] == "{not json at all"
+    # retried later with a sane model, it succeeds
+    fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false"}, {"retire": True})
+    assert ingest_document(D2, app.ingest_context()).status == "done"
+    assert app.store.document_status("d2")["status"] == "done"
+
+
+def test_wrong_ids_and_empty_strings_are_rejected_and_logged(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    fake_llm.queue(
+        extracted(fact("", "is", "x"), fact("she", "runs", "Northwind"), fact("John Smith", "is CEO of", "Northwind")),
+        {"1": "reinforce", "7": "make_false", "x": "reinforce"},  # 7 was never shown, x is no id
+    )
+    r = ingest_document(D2, app.ingest_context())
+    assert r.status == "done"
+    rejects = [o.detail for o in app.store.operations("d2") if o.op == "reject"]
+    assert any("empty part" in d for d in rejects)
+    assert any("pronoun" in d for d in rejects)
+    assert any("fact number 7 was not shown" in d for d in rejects)
+    assert any("unknown fact number 'x'" in d for d in rejects)
+    assert app.store.find_by_norm("Maria Lopez is CEO of Northwind").is_current  # fact 7 touched nothing
+    assert current_texts(app.store) == ["John Smith is CEO of Northwind.", "Maria Lopez is CEO of Northwind."]
+
+
+def test_invalid_label_and_malformed_rewrite_fail_cleanly(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    before = snapshot(app.store)
+    fake_llm.queue(extracted(), {"1": "make_false"}, {"subject": "", "relation": "", "object": ""})
+    r = ingest_document(D2, app.ingest_context())
+    assert r.status == "failed" and "rewrite" in r.error
+    assert snapshot(app.store)["history"] == before["history"]
+    fake_llm.queue(extracted(), ["not", "an", "object"])
+    r = ingest_document(D2, app.ingest_context())
+    assert r.status == "failed" and "classify" in r.error
+    assert app.store.document_status("d2")["attempts"] == 2
+
+
+def test_backend_error_is_recorded(app, fake_llm):
+    from agent.errors import BackendError
+
+    fake_llm.queue(BackendError("server down"))
+    r = ingest_document(D1, app.ingest_context())
+    assert r.status == "failed" and "server down" in r.error
+    assert [o.op for o in app.store.operations("d1")] == ["reject"]
+
+
+def test_revert_restores_previous_history(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false"}, {"retire": True})
+    ingest_document(D2, app.ingest_context())
+    assert current_texts(app.store) == ["John Smith is CEO of Northwind."]
+    n = app.store.revert_document("d2")
+    app.index.sync(app.store)
+    assert n == 2
+    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert app.store.document_status("d2")["status"] == "reverted"
+    assert all(o.reverted for o in app.store.operations("d2") if o.op != "revert")
+    # the index agrees: John's fact is no longer returned as current
+    hits = app.index.query("CEO of Northwind", 5)
+    assert {app.store.get_fact(fid).text for fid, _ in hits} == {"Maria Lopez is CEO of Northwind."}
+
+
+def test_same_document_twice_is_skipped(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    assert ingest_document(D1, app.ingest_context()).status == "skipped"
+    assert len(fake_llm.calls) == 1
+
+
+def test_long_document_is_chunked(app, fake_llm):
+    app.cfg.ingest.chunk_tokens = 40
+    para = " ".join(["Northwind sells tea to many shops in the north of England."] * 3)
+    text = "\n\n".join([para] * 6)
+    fake_llm.responder = lambda prompt, schema, step: extracted() if step == "extract" else {}
+    r = ingest_document(doc("long", text, "2021-01-01"), app.ingest_context())
+    assert r.status == "done"
+    n_chunks = len(chunk_text(text, 40, fake_llm.count_tokens))
+    assert n_chunks > 3
+    assert sum(c.step == "extract" for c in fake_llm.calls) == n_chunks
+    for c in fake_llm.calls:
+        chunk = c.prompt.rsplit("Text (2021-01-01", 1)[1]
+        assert fake_llm.count_tokens(chunk) < 40 + 20
+
+
+def test_chunk_text_never_exceeds_budget():
+    words = lambda s: len(s.split())  # noqa: E731
+    text = "word " * 1000 + "\n\nshort para.\n\n" + "A sentence here. " * 200
+    for ch in chunk_text(text, 50, words):
+        assert words(ch) <= 50
+
+
+def test_model_calls_are_logged_with_the_operations(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    calls = app.store.model_calls("d1")
+    assert len(calls) == 1 and calls[0]["step"] == "extract"
+    assert json.loads(calls[0]["output"]) == extracted(fact("Maria Lopez", "is CEO of", "Northwind"))
+    (op,) = app.store.operations("d1")
+    assert op.model_io_ref == calls[0]["id"]
+
+
+@pytest.mark.parametrize("route", ["same-entity", "second-hop"])
+def test_retrieval_routes_find_related_facts(app, fake_llm, route):
+    """A fact that shares no words with the chunk is still a candidate via entities."""
+    app.cfg.ingest.top_k_doc = 0
+    app.cfg.ingest.top_k_per_fact = 0
+    fake_llm.queue(extracted(fact("Olivia Chen", "works at", "Initech"), fact("Initech", "opens", "9 to 17")))
+    ingest_document(doc("a", "Olivia Chen works at Initech, which opens 9 to 17.", "2021-01-01"), app.ingest_context())
+    new = fact("Olivia Chen", "works at", "Globex") if route == "same-entity" else fact("Globex", "hired", "Olivia Chen")
+    fake_llm.queue(extracted(new), {"1": "no_change", "2": "no_change"})
+    app.cfg.ingest.same_subject = True
+    app.cfg.ingest.second_hop = route == "second-hop"
+    ingest_document(doc("b", "Olivia changed jobs.", "2022-01-01"), app.ingest_context())
+    prompt = [c for c in fake_llm.calls if c.step == "classify"][0].prompt
+    assert "Olivia Chen works at Initech." in prompt
+    if route == "second-hop":  # Initech's hours are reached through Olivia's job
+        assert "Initech opens 9 to 17." in prompt
