@@ -37,7 +37,8 @@ class _Group(click.Group):
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """knowd: keeps a language model's knowledge current."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"config_path": config_path}
+    ctx.ensure_object(dict)  # tests may pass obj={"app": ...} to inject components
+    ctx.obj.setdefault("config_path", config_path)
 
 
 def _cfg(ctx: click.Context) -> Config:
@@ -76,7 +77,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: 
     app = _app(ctx)
     t = _time(when)
     failed = 0
-    for p in paths:
+    docs = []
+    for p in paths:  # read and validate every input before ingesting any: no half-ingested batch
         if p == "-":
             data, name = sys.stdin.buffer.read(), "-"
         else:
@@ -87,16 +89,17 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: 
                 data, name = path.read_bytes(), str(path)
             except OSError as e:
                 raise InputError(f"{p}: {e.strerror}") from None
-        for doc in read_documents(data, name, max_bytes=app.cfg.ingest.max_document_bytes, time=t):
-            r = ingest_document(doc, app.ingest_context(), force=force)
-            if r.status == "failed":
-                failed += 1
-                click.echo(f"{doc.id}: failed: {r.error} (see: knowd ops --doc {doc.id})", err=True)
-            elif r.status == "skipped":
-                click.echo(f"{doc.id}: already ingested")
-            else:
-                changes = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
-                click.echo(f"{doc.id}: {changes or 'no changes'} ({r.calls} model calls, {r.llm_seconds:.1f}s)")
+        docs += list(read_documents(data, name, max_bytes=app.cfg.ingest.max_document_bytes, time=t))
+    for doc in docs:
+        r = ingest_document(doc, app.ingest_context(), force=force)
+        if r.status == "failed":
+            failed += 1
+            click.echo(f"{doc.id}: failed: {r.error} (see: knowd ops --doc {doc.id})", err=True)
+        elif r.status == "skipped":
+            click.echo(f"{doc.id}: already ingested")
+        else:
+            changes = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
+            click.echo(f"{doc.id}: {changes or 'no changes'} ({r.calls} model calls, {r.llm_seconds:.1f}s)")
     if failed:
         ctx.exit(1)
 
@@ -197,6 +200,10 @@ def reindex(ctx: click.Context) -> None:
     app = _app(ctx)
     n = app.index.rebuild(app.store)
     click.echo(f"indexed {n} facts")
+
+
+# Commands of the other parts register themselves on `cli` when imported.
+from agent import cli_bench, cli_chat, cli_daemon, cli_trainer  # noqa: E402,F401
 
 
 def main() -> None:

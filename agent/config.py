@@ -80,10 +80,19 @@ class ConnectorConfig(_Section):
 
 class DaemonConfig(_Section):
     consolidate_at: str | None = Field("03:00", description="HH:MM local time for nightly consolidation; null = never")
-    retry_base_s: float = Field(30, gt=0)
-    retry_max_s: float = Field(3600, gt=0)
-    poll_backoff_max_s: float = Field(3600, gt=0)
+    retry_base_s: float = Field(30, gt=0, description="first retry of a failed document after this; doubles per attempt")
+    retry_max_s: float = Field(3600, gt=0, description="cap on the wait between retries of a failed document")
+    poll_backoff_max_s: float = Field(
+        3600, gt=0, description="cap on a failing connector's wait; it doubles from interval_s per failure"
+    )
+    stop_timeout_s: float = Field(
+        30, gt=0, description="SIGTERM: how long to wait for the model call in flight before exiting anyway"
+    )
+    failure_log_every: int = Field(
+        0, ge=0, description="a source still failing is logged again every N failures; 0 = only first and recovery"
+    )
     log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("consolidate_at")
     @classmethod
@@ -100,16 +109,21 @@ class DaemonConfig(_Section):
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8321, ge=1, le=65535)
+    port: int = Field(8321, ge=0, le=65535, description="0 = any free port")
     token: str | None = Field(None, description="bearer token; required when host is not loopback")
     token_env: str = "KNOWD_TOKEN"
     max_request_bytes: int = Field(1_000_000, ge=1024)
+    model_name: str = Field("knowd", description="the model id the OpenAI-compatible API serves")
+    append_sources: bool = Field(True, description="end each API answer with its cited facts and sources")
 
 
 class ChatConfig(_Section):
     top_k: int = Field(8, ge=1)
     min_relevance: float = Field(0.25, ge=0, le=1, description="below this cosine nothing is 'known'")
     max_tokens: int = Field(200, ge=1)
+    history_extra: int = Field(4, ge=0, description="history questions: extra facts on the same subjects")
+    max_sources: int = Field(3, ge=1, description="sources shown per fact")
+    max_question_chars: int = Field(4000, ge=1, description="longer questions are refused (the model's context is small)")
 
 
 class Config(_Section):

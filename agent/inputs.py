@@ -17,7 +17,7 @@ from typing import Any
 from agent.errors import InputError
 from stores.types import Document, content_hash
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ""}
+_COMMON = ("cp1252", "cp1251", "cp1250", "iso8859_15", "latin_1", "cp1253", "cp1254", "cp1256", "gb18030", "shift_jis", "euc_kr", "big5")
 
 
 def parse_time(s: str) -> datetime:
@@ -43,10 +43,16 @@ def decode(data: bytes, name: str) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:1_000_000]).best()
-    if best is None:
+    matches = list(from_bytes(data[:1_000_000]))
+    if not matches:
         raise InputError(f"{name}: not text in any known encoding")
-    text = data.decode(best.encoding, errors="replace")
+    # Short texts fit many code pages equally well; among the least chaotic, prefer the
+    # encodings most text is actually written in (charset_normalizer alone picked cp775
+    # for Portuguese in Latin-1).
+    least = min(m.chaos for m in matches)
+    plausible = [m.encoding for m in matches if m.chaos == least]
+    encoding = next((e for e in _COMMON if e in plausible), plausible[0])
+    text = data.decode(encoding, errors="replace")
     bad = sum(1 for ch in text[:20000] if ord(ch) < 32 and ch not in "\n\r\t\f")
     if bad > len(text[:20000]) * 0.01:
         raise InputError(f"{name}: looks like a binary file (control characters), not text")

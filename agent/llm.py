@@ -37,6 +37,7 @@ class Completion:
     seconds: float
     model: str
     step: str = ""
+    truncated: bool = False  # generation stopped at max_tokens
 
 
 @dataclass
@@ -94,9 +95,50 @@ def complete_json(llm: LLM, prompt: str, schema: dict, *, step: str, max_tokens:
     try:
         return json.loads(c.text), c
     except json.JSONDecodeError as e:
+        if c.truncated:  # ran out of tokens mid-JSON: keep the complete part, if any
+            salvaged = close_truncated_json(c.text)
+            if salvaged is not None:
+                return salvaged, c
         err = ModelOutputError(f"{step}: model output is not valid JSON ({e.msg})", raw=c.text, step=step)
         err.completion = c  # type: ignore[attr-defined]
         raise err from None
+
+
+def close_truncated_json(text: str) -> Any | None:
+    """Parse JSON cut off by a token limit: drop the incomplete tail back to the last
+    complete value and close the open brackets. None if nothing complete remains."""
+    stack: list[str] = []
+    cuts: list[tuple[int, list[str]]] = []  # (end of a complete value, brackets open there)
+    in_str = esc = False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+                if stack and stack[-1] == "[":
+                    cuts.append((i + 1, list(stack)))
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch == "," and stack and stack[-1] == "[":
+            cuts.append((i, list(stack)))  # e.g. after a number in an array
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}":
+            if not stack:
+                return None
+            stack.pop()
+            cuts.append((i + 1, list(stack)))
+    for end, open_ in reversed(cuts):
+        candidate = text[:end] + "".join("]" if b == "[" else "}" for b in reversed(open_))
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    return None
 
 
 # ---------------------------------------------------------------------------- llama.cpp
@@ -196,15 +238,17 @@ class LlamaCppLLM:
             if schema:
                 from agent.llama_decode import generate_constrained
 
-                text, pt, ct, _ = generate_constrained(self._llm, prompt, self._grammar(schema), max_tokens)
+                text, pt, ct, finished = generate_constrained(self._llm, prompt, self._grammar(schema), max_tokens)
+                truncated = not finished
             else:
                 out = self._llm.create_completion(
                     prompt, max_tokens=max_tokens, temperature=0.0, top_k=1, stop=stop or [], seed=self.seed
                 )
                 text, pt, ct = out["choices"][0]["text"], out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"]
+                truncated = out["choices"][0].get("finish_reason") == "length"
             dt = time.perf_counter() - t0
         self.meter.add(step, pt, ct, dt)
-        return Completion(text, prompt, pt, ct, dt, self.name, step)
+        return Completion(text, prompt, pt, ct, dt, self.name, step, truncated)
 
     def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
         with self._lock:
@@ -344,7 +388,7 @@ class OpenAICompatLLM:
             text = out["choices"][0]["text"]
         except (KeyError, IndexError, TypeError):
             raise BackendError(f"LLM server {self.base_url}: response has no choices[0].text") from None
-        return Completion(text, prompt, pt, ct, dt, self.name, step)
+        return Completion(text, prompt, pt, ct, dt, self.name, step, out["choices"][0].get("finish_reason") == "length")
 
     def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
         c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream")
@@ -416,10 +460,19 @@ class FakeLLM:
             raise AssertionError(f"FakeLLM: no answer queued for step {step!r}")
         if isinstance(ans, BaseException):
             raise ans
+        truncated = isinstance(ans, FakeLLM.Truncated)
+        if truncated:
+            ans = ans.text
         text = ans if isinstance(ans, str) else json.dumps(ans)
         pt, ct = self.count_tokens(prompt), self.count_tokens(text)
         self.meter.add(step, pt, ct, 0.0)
-        return Completion(text, prompt, pt, ct, 0.0, self.name, step)
+        return Completion(text, prompt, pt, ct, 0.0, self.name, step, truncated)
+
+    @dataclass
+    class Truncated:
+        """Queue this to simulate output cut off at max_tokens."""
+
+        text: str
 
     def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
         c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream")

@@ -176,9 +176,9 @@ def extract(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, An
     chunk = state.chunks[state.i]
     prompt = extract_prompt.build(chunk, _date(state.doc), state.doc.title)
     ref = len(state.calls)
-    obj, c = _json_call(ctx.llm, prompt, extract_prompt.schema(ctx.cfg.max_new_facts), "extract", 96 + 40 * ctx.cfg.max_new_facts)
+    obj, c = _json_call(ctx.llm, prompt, extract_prompt.schema(ctx.cfg.max_new_facts), "extract", extract_prompt.max_tokens(ctx.cfg.max_new_facts))
     try:
-        facts, bad = extract_prompt.parse(obj)
+        facts, bad = extract_prompt.parse(obj, source=f"{state.doc.title or ''}\n{chunk}")
     except ValueError as e:
         raise _output_error("extract", str(e), c) from None
     return {
@@ -238,7 +238,12 @@ def classify(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, A
         calls.append(_record(c))
         rejects += [Reject("classify", m, ref) for m in bad]
         for k, cand in enumerate(batch, 1):
-            decisions.append(Decision(cand.fact.id, cand.fact.text, labels.get(k, "no_change"), ref))
+            label = labels.get(k, "no_change")
+            old = (cand.fact.subject, cand.fact.relation, cand.fact.object)
+            if label != "make_false" and any(classify_prompt.negates((f.subject, f.relation, f.object), old) for f in state.extracted):
+                rejects.append(Reject("classify", f"label {label!r} for {cand.fact.id} overridden: the document negates it", ref))
+                label = "make_false"
+            decisions.append(Decision(cand.fact.id, cand.fact.text, label, ref))
     return {"decisions": decisions, "calls": calls, "rejects": rejects}
 
 

@@ -90,6 +90,13 @@ CREATE INDEX IF NOT EXISTS inbox_status ON inbox(status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS cursors (
     connector TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS connector_status (   -- written by the daemon, read by `knowd status`
+    connector TEXT PRIMARY KEY, kind TEXT,
+    last_poll_at TEXT, last_ok_at TEXT, last_error TEXT, last_error_at TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,
+    items_seen INTEGER NOT NULL DEFAULT 0, items_new INTEGER NOT NULL DEFAULT 0,
+    next_poll_at TEXT, updated_at TEXT NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS facts_fts USING fts5(
     text, subject, content='facts', content_rowid='rowid', tokenize='porter unicode61'
 );
@@ -492,6 +499,47 @@ class Store:
 
     def inbox_counts(self) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self._q("SELECT status, count(*) AS n FROM inbox GROUP BY status")}
+
+    def inbox_items(self, status: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Inbox rows in one status, newest first, without their payload (for `knowd status`)."""
+        rows = self._q(
+            """SELECT id, doc_id, connector, status, attempts, next_attempt_at, error, created_at, finished_at
+               FROM inbox WHERE status=? ORDER BY id DESC LIMIT ?""",
+            (status, limit),
+        )
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ connector status
+    _STATUS_COLUMNS = (
+        "kind", "last_poll_at", "last_ok_at", "last_error", "last_error_at", "consecutive_failures",
+        "polls", "items_seen", "items_new", "next_poll_at",
+    )
+
+    def set_connector_status(self, connector: str, **values: Any) -> None:
+        """Upsert some columns of a connector's status row; datetimes are stored as UTC text."""
+        bad = set(values) - set(self._STATUS_COLUMNS)
+        if bad:
+            raise ValueError(f"unknown connector status column(s): {sorted(bad)}")
+        vals = {k: fmt_time(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        vals["updated_at"] = fmt_time(utcnow())
+        cols = list(vals)
+        sets = ", ".join(f"{k}=excluded.{k}" for k in cols)
+        with self.transaction() as c:
+            c.execute(
+                f"""INSERT INTO connector_status(connector, {", ".join(cols)}) VALUES (?{", ?" * len(cols)})
+                    ON CONFLICT(connector) DO UPDATE SET {sets}""",
+                (connector, *vals.values()),
+            )
+
+    def connector_statuses(self) -> dict[str, dict[str, Any]]:
+        """connector name -> its status row (times as datetimes)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._q("SELECT * FROM connector_status ORDER BY connector"):
+            d = dict(r)
+            for k in ("last_poll_at", "last_ok_at", "last_error_at", "next_poll_at", "updated_at"):
+                d[k] = parse_time(d[k])
+            out[d.pop("connector")] = d
+        return out
 
     def meta_get(self, key: str) -> str | None:
         rows = self._q("SELECT value FROM meta WHERE key=?", (key,))

@@ -86,7 +86,8 @@ def test_reinforce_no_change_and_duplicate(app, fake_llm):
 def test_classify_is_batched(app, fake_llm):
     app.cfg.ingest.classify_batch = 3
     fake_llm.queue(extracted(*[fact(f"Person {i}", "lives in", "Paris") for i in range(5)]))
-    ingest_document(doc("a", "Five people live in Paris.", "2021-01-01"), app.ingest_context())
+    text = " ".join(f"Person {i} lives in Paris." for i in range(5))
+    ingest_document(doc("a", text, "2021-01-01"), app.ingest_context())
     fake_llm.queue(extracted(), {"1": "no_change", "2": "no_change", "3": "no_change"}, {"1": "no_change", "2": "no_change"})
     ingest_document(doc("b", "Paris is in France.", "2021-02-01"), app.ingest_context())
     classify = [c for c in fake_llm.calls if c.step == "classify"]
@@ -145,6 +146,24 @@ def test_invalid_label_and_malformed_rewrite_fail_cleanly(app, fake_llm):
     assert app.store.document_status("d2")["attempts"] == 2
 
 
+def test_truncated_output_keeps_complete_facts(app, fake_llm):
+    from agent.llm import FakeLLM
+
+    cut = '{"facts": [{"subject": "Maria Lopez", "relation": "is CEO of", "object": "Northwind"}, {"subject": "Maria Lo'
+    fake_llm.queue(FakeLLM.Truncated(cut))
+    r = ingest_document(D1, app.ingest_context())
+    assert r.status == "done" and current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+
+
+def test_close_truncated_json():
+    from agent.llm import close_truncated_json
+
+    assert close_truncated_json('{"a": [1, 2, {"b": "x') == {"a": [1, 2]}
+    assert close_truncated_json(r'{"a": ["x\"y", "z') == {"a": ['x"y']}  # escaped quote inside a string
+    assert close_truncated_json('{"a": "unterminated') is None
+    assert close_truncated_json('{"facts": []') == {"facts": []}
+
+
 def test_backend_error_is_recorded(app, fake_llm):
     from agent.errors import BackendError
 
@@ -200,6 +219,39 @@ def test_chunk_text_never_exceeds_budget():
         assert words(ch) <= 50
 
 
+def test_explicit_negation_overrides_a_wrong_reinforce(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is the CEO of", "Northwind")))
+    ingest_document(D1, app.ingest_context())
+    fake_llm.queue(
+        extracted(fact("John Smith", "is the CEO of", "Northwind"), fact("Maria Lopez", "is no longer CEO of", "Northwind")),
+        {"1": "reinforce"},  # wrong: the document itself says she no longer is
+        {"retire": True},
+    )
+    r = ingest_document(D2, app.ingest_context())
+    assert r.counts["make_false"] == 1
+    assert not app.store.find_by_norm("Maria Lopez is the CEO of Northwind").is_current
+    assert any("overridden" in (o.detail or "") for o in app.store.operations("d2"))
+
+
+def test_negation_rule():
+    from graphs.prompts.classify import negates
+
+    assert negates(("A", "is no longer the CEO of", "B"), ("A", "is CEO of", "B"))
+    assert negates(("A", "formerly worked at", "B"), ("a", "worked at", "b"))
+    assert not negates(("A", "is the CEO of", "B"), ("A", "is CEO of", "B"))
+    assert not negates(("A", "is no longer CEO of", "C"), ("A", "is CEO of", "B"))
+    assert not negates(("A", "is not CEO of", "B"), ("A", "is not CEO of", "B"))
+
+
+def test_ungrounded_facts_are_rejected(app, fake_llm):
+    """Entities copied from the few-shot examples, not from the text, are refused."""
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind"), fact("Maria Lopez", "is a", "midfielder")))
+    r = ingest_document(D1, app.ingest_context())
+    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert r.counts["reject"] == 1
+    assert "not grounded" in [o.detail for o in app.store.operations("d1") if o.op == "reject"][0]
+
+
 def test_model_calls_are_logged_with_the_operations(app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
     ingest_document(D1, app.ingest_context())
@@ -221,7 +273,7 @@ def test_retrieval_routes_find_related_facts(app, fake_llm, route):
     fake_llm.queue(extracted(new), {"1": "no_change", "2": "no_change"})
     app.cfg.ingest.same_subject = True
     app.cfg.ingest.second_hop = route == "second-hop"
-    ingest_document(doc("b", "Olivia changed jobs.", "2022-01-01"), app.ingest_context())
+    ingest_document(doc("b", "Olivia Chen changed jobs: Globex hired her.", "2022-01-01"), app.ingest_context())
     prompt = [c for c in fake_llm.calls if c.step == "classify"][0].prompt
     assert "Olivia Chen works at Initech." in prompt
     if route == "second-hop":  # Initech's hours are reached through Olivia's job

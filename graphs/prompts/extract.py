@@ -35,8 +35,15 @@ def build(chunk: str, date: str, title: str | None) -> str:
     )
 
 
+def max_tokens(max_facts: int) -> int:
+    """Enough tokens for `max_facts` facts at the schema's string limits."""
+    return 24 + 64 * max_facts
+
+
 def schema(max_facts: int) -> dict[str, Any]:
-    s = {"type": "string", "minLength": 1, "maxLength": 80}
+    def s(n: int) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": n}
+
     return {
         "type": "object",
         "properties": {
@@ -44,7 +51,7 @@ def schema(max_facts: int) -> dict[str, Any]:
                 "type": "array", "maxItems": max_facts,
                 "items": {
                     "type": "object",
-                    "properties": {"subject": s, "relation": s, "object": s},
+                    "properties": {"subject": s(60), "relation": s(48), "object": s(60)},
                     "required": ["subject", "relation", "object"],
                 },
             }
@@ -53,8 +60,31 @@ def schema(max_facts: int) -> dict[str, Any]:
     }
 
 
-def parse(obj: Any) -> tuple[list[ExtractedFact], list[str]]:
-    """Valid facts, and one message per rejected item (empty parts, pronoun subjects)."""
+_STOP = {"the", "a", "an", "of", "and", "in", "on", "at", "to", "for", "is", "was", "by", "with", "s"}
+
+
+def _content_words(s: str) -> set[str]:
+    return {w for w in re.findall(r"\w+", s.lower()) if w not in _STOP}
+
+
+def grounded(f: ExtractedFact, source: str) -> bool:
+    """Do the fact's subject and object come from the source text?
+
+    A small model copies entities from the few-shot examples ("Maria Lopez is a
+    midfielder"); requiring most content words of subject and object to occur in
+    the chunk (or its title) rejects those without touching well-formed facts.
+    """
+    words = _content_words(source)
+    for part in (f.subject, f.object):
+        cw = _content_words(part)
+        if cw and len(cw & words) < max(1, (len(cw) + 1) // 2):
+            return False
+    return True
+
+
+def parse(obj: Any, source: str | None = None) -> tuple[list[ExtractedFact], list[str]]:
+    """Valid facts, and one message per rejected item (empty parts, pronoun subjects,
+    entities not found in `source`)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("facts"), list):
         raise ValueError("expected an object with a 'facts' list")
     facts: list[ExtractedFact] = []
@@ -72,6 +102,9 @@ def parse(obj: Any) -> tuple[list[ExtractedFact], list[str]]:
             rejected.append(f"pronoun subject in {item!r}"[:200])
             continue
         f = ExtractedFact(*parts)
+        if source is not None and not grounded(f, source):
+            rejected.append(f"not grounded in the text: {f.text!r}"[:200])
+            continue
         key = f.text.lower()
         if key not in seen:
             seen.add(key)

@@ -1,0 +1,102 @@
+"""Hybrid fact retrieval: dense (Chroma) + lexical BM25 (SQLite FTS5), fused by reciprocal rank.
+
+Used by the chat graph and the benchmark systems, so both retrieve the same way.
+"Now" searches only facts true now; `as_of` searches facts true at that time
+(with `since`, true at any time from `since` to `as_of`); `include_stale`
+searches everything (history questions).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from stores.sqlite import Store
+from stores.types import Fact
+from stores.vector import FactIndex
+
+RRF_K = 60  # the constant from Cormack et al.; damps the weight of top ranks
+
+# Question words and function words: BM25 over "who", "was", "the" matches every
+# fact, which both adds noise to the fusion and makes "a lexical hit" meaningless
+# as evidence that anything relevant is known.
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for from with about as into over after before
+    between under again further then once here there when where why how what which who whom whose
+    this that these those am is are was were be been being have has had having do does did doing
+    will would shall should can could may might must i me my we our you your he him his she her it
+    its they them their not no nor so than too very s t just also any all each both few more most
+    other some such only own same up down out off during until while tell know say said please
+    now currently current today still ever""".split()
+)
+
+
+@dataclass
+class Hit:
+    fact: Fact
+    score: float  # fused RRF score, higher is better
+    dense: float | None  # cosine similarity, when the dense route found it
+    lexical: float | None = None  # BM25 (lower is better), when the lexical route found it
+
+
+def content_terms(query: str) -> list[str]:
+    """The query's words minus stop words, in order, without repeats."""
+    return list(dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS))
+
+
+def true_during(fact: Fact, start: datetime | None, end: datetime | None) -> bool:
+    """Whether the fact was true at some time in [start, end] (end None = now; start None = at end)."""
+    if fact.truth_at(end) is True:
+        return True
+    if start is None or end is None or start >= end:
+        return False
+    if fact.truth_at(start) is True:
+        return True
+    return any(h.truth and start < h.time <= end for h in fact.history if not h.reverted)
+
+
+def changed_during(fact: Fact, start: datetime, end: datetime) -> bool:
+    """Whether the fact has a live history entry in [start, end], or was true in it."""
+    return any(start <= h.time <= end for h in fact.history if not h.reverted) or true_during(fact, start, end)
+
+
+def hybrid_search(
+    store: Store, index: FactIndex, query: str, k: int = 8, *, as_of: datetime | None = None,
+    include_stale: bool = False, pool: int = 4, since: datetime | None = None,
+) -> list[Hit]:
+    """Top-k facts for `query` (true now, true at `as_of` or during [since, as_of], or any
+    with include_stale; include_stale with since/as_of keeps facts that changed in the window)."""
+    current_only = as_of is None and since is None and not include_stale
+    n = max(k * pool, 20)
+    if not current_only:
+        n *= 2  # facts filtered out by time after retrieval must not starve the top k
+    dense = index.query(query, n, current_only=current_only)
+    terms = content_terms(query)
+    lexical = store.search_fts(" ".join(terms), n) if terms else []
+    fused: dict[str, float] = {}
+    cos: dict[str, float] = {}
+    bm25: dict[str, float] = {}
+    for rank, (fid, sim) in enumerate(dense):
+        fused[fid] = fused.get(fid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        cos[fid] = sim
+    for rank, (fid, score) in enumerate(lexical):
+        fused[fid] = fused.get(fid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        bm25[fid] = score
+    facts = {f.id: f for f in store.get_facts(list(fused))}
+    hits: list[Hit] = []
+    for fid, score in sorted(fused.items(), key=lambda kv: -kv[1]):
+        f = facts.get(fid)
+        if f is None or not _in_time(f, as_of, since, include_stale):
+            continue  # stale facts never reach a "now" (or as-of) answer
+        hits.append(Hit(f, score, cos.get(fid), bm25.get(fid)))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _in_time(f: Fact, as_of: datetime | None, since: datetime | None, include_stale: bool) -> bool:
+    if include_stale:
+        if since is None:
+            return True
+        return changed_during(f, since, as_of or datetime.max.replace(tzinfo=since.tzinfo))
+    return true_during(f, since, as_of)
