@@ -27,10 +27,11 @@ class OpenAIServer(_Section):
     model: str = Field("default", description="model name sent to the server")
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     timeout_s: float = Field(120.0, gt=0)
-    structured: Literal["response_format", "json_schema", "guided_json", "none"] = Field(
+    structured: Literal["response_format", "json_schema", "guided_json", "grammar", "none"] = Field(
         "response_format",
         description="how the server takes a JSON schema: OpenAI/vLLM response_format, "
-        "llama.cpp server json_schema, older vLLM guided_json, or none (validate only)",
+        "llama.cpp server json_schema, older vLLM guided_json, llama-cpp-python server grammar "
+        "(GBNF), or none (validate only)",
     )
 
 

@@ -40,6 +40,7 @@ class MiniLMEmbedder:
         if device != "cpu":
             raise ValueError("the NumPy embedder runs on the CPU only (embeddings.device: cpu)")
         self.model_name = model
+        self._cache: dict[str, list[float]] = {}
 
     def _model(self) -> "_Bert":
         with self._lock:
@@ -57,15 +58,17 @@ class MiniLMEmbedder:
         if not texts:
             return []
         model = self._model()
-        out: list[list[float]] = []
-        # sort by length so each batch pads little; restore order at the end
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vecs: dict[int, list[float]] = {}
-        for start in range(0, len(order), 32):
-            idx = order[start : start + 32]
-            for i, v in zip(idx, model.encode([texts[i] for i in idx])):
-                vecs[i] = v.tolist()
-        out = [vecs[i] for i in range(len(texts))]
+        # an ingest embeds each new fact up to three times (retrieve, dedupe, index):
+        # a small cache of recent texts saves the repeats
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        todo.sort(key=len)  # similar lengths per batch: little padding
+        for start in range(0, len(todo), 32):
+            batch = todo[start : start + 32]
+            for t, v in zip(batch, model.encode(batch)):
+                self._cache[t] = v.tolist()
+        out = [self._cache[t] for t in texts]
+        while len(self._cache) > 4096:
+            self._cache.pop(next(iter(self._cache)))
         return out
 
 

@@ -364,6 +364,10 @@ class OpenAICompatLLM:
             return {"json_schema": schema}
         if self.structured == "guided_json":
             return {"guided_json": schema}
+        if self.structured == "grammar":
+            from agent.llama_decode import schema_to_gbnf
+
+            return {"grammar": schema_to_gbnf(schema)}
         return {}
 
     def count_tokens(self, text: str) -> int:

@@ -225,6 +225,7 @@ def classify(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, A
     calls: list[CallRecord] = []
     rejects: list[Reject] = []
     b = ctx.cfg.classify_batch
+    entities = {e for f in state.extracted for e in (f.subject, f.object)}
     for start in range(0, len(state.candidates), b):
         batch = state.candidates[start : start + b]
         texts = [c.fact.text for c in batch]
@@ -243,6 +244,9 @@ def classify(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, A
             if label != "make_false" and any(classify_prompt.negates((f.subject, f.relation, f.object), old) for f in state.extracted):
                 rejects.append(Reject("classify", f"label {label!r} for {cand.fact.id} overridden: the document negates it", ref))
                 label = "make_false"
+            elif label == "make_false" and not classify_prompt.linked(old, chunk, entities):
+                rejects.append(Reject("classify", f"make_false for {cand.fact.id} ignored: it shares no entity with the document", ref))
+                label = "no_change"
             decisions.append(Decision(cand.fact.id, cand.fact.text, label, ref))
     return {"decisions": decisions, "calls": calls, "rejects": rejects}
 

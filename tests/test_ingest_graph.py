@@ -233,6 +233,16 @@ def test_explicit_negation_overrides_a_wrong_reinforce(app, fake_llm):
     assert any("overridden" in (o.detail or "") for o in app.store.operations("d2"))
 
 
+def test_make_false_needs_a_link_to_the_document(app, fake_llm):
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind"), fact("Oslo", "is the capital of", "Norway")))
+    ingest_document(doc("a", "Maria Lopez is CEO of Northwind. Oslo is the capital of Norway.", "2020-01-01"), app.ingest_context())
+    fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false", "2": "make_false"}, {"retire": True})
+    r = ingest_document(doc("b", "John Smith is now CEO of Northwind.", "2022-01-01"), app.ingest_context())
+    assert r.counts["make_false"] == 1  # Maria's fact (shares Northwind); Oslo's is unrelated
+    assert app.store.find_by_norm("Oslo is the capital of Norway").is_current
+    assert any("shares no entity" in (o.detail or "") for o in app.store.operations("b"))
+
+
 def test_negation_rule():
     from graphs.prompts.classify import negates
 

@@ -13,11 +13,13 @@ LABELS = ("reinforce", "no_change", "make_false")
 
 _EXAMPLE = """Text (2020-05-01): Tom Hardy left Leeds United this week and signed a contract with Arsenal. He will wear the number 8 shirt.
 Facts:
-1. Tom Hardy plays for Leeds United.
-2. Arsenal is a football club in London.
-3. Tom Hardy is a footballer.
-4. Tom Hardy's teammates include Sam Long of Leeds United.
-Answer: {"1": "make_false", "2": "no_change", "3": "reinforce", "4": "make_false"}
+1. Arsenal is a football club in London.
+2. Tom Hardy plays for Leeds United.
+3. Leeds United was founded in 1919.
+4. Tom Hardy is a footballer.
+5. Sam Long plays for Chelsea.
+6. Tom Hardy's teammates include Sam Long of Leeds United.
+Answer: {"1": "no_change", "2": "make_false", "3": "no_change", "4": "reinforce", "5": "no_change", "6": "make_false"}
 """
 
 
@@ -86,3 +88,14 @@ def negates(new: tuple[str, str, str], old: tuple[str, str, str]) -> bool:
     n_core, n_neg = _core(nr)
     o_core, o_neg = _core(or_)
     return n_core == o_core and n_neg and not o_neg
+
+
+def linked(fact: tuple[str, str, str], source: str, new_entities: set[str]) -> bool:
+    """Is the fact about something the document talks about? Its subject or object must
+    share a content word with the chunk or with the entities of the facts extracted from
+    it. A small model labels unrelated facts make_false; ERASE's multi-hop edits
+    ("Olivia works 9 to 17" after "Olivia changed jobs") still name a shared entity."""
+    from graphs.prompts.extract import _content_words
+
+    words = _content_words(source) | {w for e in new_entities for w in _content_words(e)}
+    return bool((_content_words(fact[0]) | _content_words(fact[2])) & words)
