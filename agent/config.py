@@ -125,6 +125,9 @@ class ChatConfig(_Section):
     history_extra: int = Field(4, ge=0, description="history questions: extra facts on the same subjects")
     max_sources: int = Field(3, ge=1, description="sources shown per fact")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are refused (the model's context is small)")
+    unmatched_name_relevance: float = Field(
+        0.6, ge=0, le=1, description="a question naming something no retrieved fact mentions is answered only above this cosine"
+    )
 
 
 class Config(_Section):

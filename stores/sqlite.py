@@ -487,6 +487,23 @@ class Store:
         r = rows[0]
         return int(r["id"]), document_from_json(json.loads(r["payload"])), int(r["attempts"])
 
+    def next_inbox_item_by_time(self, now: datetime | None = None) -> tuple[int, Document, int] | None:
+        """Like `next_inbox_item`, but the due item whose document is oldest (published, else
+        read), so that documents from several connectors revise facts in the order things
+        happened rather than the order the sources were polled. Ties go to the oldest item."""
+        now_s = fmt_time(now or utcnow())
+        rows = self._q(
+            """SELECT id, payload, attempts FROM inbox
+               WHERE status='queued' OR (status='failed' AND next_attempt_at <= ?)
+               ORDER BY COALESCE(json_extract(payload, '$.published_at'), json_extract(payload, '$.read_at')), id
+               LIMIT 1""",
+            (now_s,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return int(r["id"]), document_from_json(json.loads(r["payload"])), int(r["attempts"])
+
     def finish_inbox_item(
         self, c: sqlite3.Connection, item_id: int, ok: bool, error: str | None = None,
         retry_at: datetime | None = None,

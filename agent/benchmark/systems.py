@@ -1,0 +1,282 @@
+"""The systems compared by the benchmark. All use the same LLM object, the same embedder,
+and answer through graphs/prompts/answer.py, so prompts are identical where they overlap.
+
+| system       | reads documents by                          | answers from                                   |
+|--------------|---------------------------------------------|------------------------------------------------|
+| knowd        | the ERASE ingest graph (revises facts)      | facts true at the question time (hybrid search)|
+| fact-rag     | the same split + extract nodes, no revision | every fact ever extracted (hybrid search)      |
+| rag          | chunks of half the context, embedded        | chunks (the same hybrid search)                |
+| long-context | keeping them                                | the most recent documents that fit the context |
+| weights      | ignoring them                               | nothing: the model (with a live adapter, if any)|
+
+Retrieval budget: every retrieving system gets at most `k` items and at most
+`budget_tokens` tokens of context (default: half the context window).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+from agent.config import Config
+from agent.embeddings import Embedder
+from agent.errors import BackendError, ModelOutputError
+from agent.llm import LLM
+from agent.benchmark.stream import Question
+from graphs import ingest as ingest_graph
+from graphs.prompts import answer as answer_prompt
+from graphs.retrieval import hybrid_search
+from stores.sqlite import Store
+from stores.types import Document, Fact
+from stores.vector import FactIndex
+
+
+@dataclass
+class BenchEnv:
+    """What every system shares: the model, the embedder, the config and the budget."""
+
+    llm: LLM
+    embedder: Embedder
+    cfg: Config
+    workdir: Path  # this system's own, fresh folder (store, index)
+    k: int = 8
+    budget_tokens: int = 1024
+
+
+@dataclass
+class Answer:
+    prediction: str | list[str]
+    context: list[str]
+    fact_ids: list[str] = field(default_factory=list)  # retrieved store items, for error analysis
+
+
+class System(Protocol):
+    name: str
+    store: Store | None
+
+    def add_document(self, doc: Document) -> dict[str, Any]: ...
+
+    def answer(self, q: Question) -> Answer: ...
+
+    def close(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def day(t: datetime) -> str:
+    return t.date().isoformat()
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def overhead_tokens(llm: LLM, q: Question) -> int:
+    """Tokens the answer prompt needs besides the context: the prompt itself, the longest
+    choice, and (for list questions) the per-choice yes/no suffix, with a safety margin."""
+    longest = max(q.choices, key=len)
+    base = llm.count_tokens(answer_prompt.build(q.question, [], day(q.time)))
+    return base + 2 * llm.count_tokens(longest) + (24 if q.is_list else 0) + 16
+
+
+def ask(llm: LLM, q: Question, context: list[str]) -> str | list[str]:
+    """The shared answer step: one choice by likelihood, or the set judged correct."""
+    if q.is_list:
+        return answer_prompt.choose_set(llm, q.question, q.choices, context, day(q.time))
+    return answer_prompt.choose(llm, q.question, q.choices, context, day(q.time)).text
+
+
+def confirmed_at(f: Fact, when: datetime) -> datetime | None:
+    """When the fact was last stated true at or before `when` (shown as the fact's date)."""
+    times = [h.time for h in f.history if not h.reverted and h.truth and h.time <= when]
+    return max(times) if times else None
+
+
+def _numbered(texts_dates: list[tuple[str, datetime | None]]) -> list[str]:
+    return [f"[{i}] {t} ({day(d)})" if d else f"[{i}] {t}" for i, (t, d) in enumerate(texts_dates, 1)]
+
+
+class _Retriever:
+    """A store + Chroma collection in the system's folder, searched with hybrid_search."""
+
+    def __init__(self, env: BenchEnv, name: str):
+        env.workdir.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.store: Store | None = Store(env.workdir / f"{name}.sqlite")
+        self.index = FactIndex(env.embedder, path=env.workdir / "chroma", collection=name)
+
+    def retrieve(self, q: Question) -> tuple[list[str], list[str]]:
+        """Context lines and item ids: top-k true at the question time, within the budget."""
+        assert self.store is not None
+        llm = self.env.llm
+        hits = hybrid_search(self.store, self.index, q.question, self.env.k, as_of=q.time)
+        budget = min(self.env.budget_tokens, llm.n_ctx - overhead_tokens(llm, q))
+        kept: list[tuple[str, datetime | None, str]] = []
+        used = 0
+        for h in hits:  # best first; an item too long for what is left is skipped
+            text = one_line(h.fact.text)
+            n = llm.count_tokens(text) + 10  # number, date, "- " prefix
+            if used + n <= budget:
+                kept.append((text, confirmed_at(h.fact, q.time), h.fact.id))
+                used += n
+        return _numbered([(t, d) for t, d, _ in kept]), [fid for _, _, fid in kept]
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+# ----------------------------------------------------------------------------- knowd
+class KnowdSystem(_Retriever):
+    """The product: every document through the ERASE ingest graph; answers from facts true then."""
+
+    name = "knowd"
+
+    def __init__(self, env: BenchEnv):
+        super().__init__(env, "knowd")
+        self.ctx = ingest_graph.IngestContext(store=self.store, index=self.index, llm=env.llm, cfg=env.cfg.ingest)
+
+    def add_document(self, doc: Document) -> dict[str, Any]:
+        r = ingest_graph.ingest_document(doc, self.ctx, force=True)
+        return {"status": r.status, "counts": r.counts, "error": r.error}
+
+    def answer(self, q: Question) -> Answer:
+        lines, ids = self.retrieve(q)
+        return Answer(ask(self.env.llm, q, lines), lines, ids)
+
+
+# ----------------------------------------------------------------------------- fact-rag
+class FactRagSystem(_Retriever):
+    """Facts extracted by the ingest graph's own split and extract nodes, never revised:
+    no retrieval of old facts, no classify, no rewrite; every fact stays true once stated."""
+
+    name = "fact-rag"
+
+    def __init__(self, env: BenchEnv):
+        super().__init__(env, "fact_rag")
+        ctx = ingest_graph.IngestContext(store=self.store, index=self.index, llm=env.llm, cfg=env.cfg.ingest)
+        self._runtime = SimpleNamespace(context=ctx)  # the nodes only read runtime.context
+
+    def add_document(self, doc: Document) -> dict[str, Any]:
+        assert self.store is not None
+        state = ingest_graph.IngestState(doc=doc)
+        try:
+            state.chunks = ingest_graph.split(state, self._runtime)["chunks"]  # type: ignore[arg-type]
+            facts = []
+            for i in range(len(state.chunks)):
+                state.i = i
+                facts += ingest_graph.extract(state, self._runtime)["extracted"]  # type: ignore[arg-type]
+        except (ModelOutputError, BackendError) as e:
+            with self.store.transaction():
+                self.store.put_document(doc, status="failed")
+            return {"status": "failed", "counts": {}, "error": str(e)}
+        with self.store.transaction() as c:
+            self.store.put_document(doc, status="done")
+            for f in facts:  # a repeated fact gets one more true entry (a reinforcement), never a false one
+                fid = self.store.insert_fact(c, f.text, f.subject, f.relation, f.object)
+                self.store.add_history(c, fid, doc.time, True, doc.id, "extract", None)
+        self.index.sync(self.store)
+        return {"status": "done", "counts": {"extract": len(facts)}, "error": None}
+
+    def answer(self, q: Question) -> Answer:
+        lines, ids = self.retrieve(q)
+        return Answer(ask(self.env.llm, q, lines), lines, ids)
+
+
+# ----------------------------------------------------------------------------- rag
+class RagSystem(_Retriever):
+    """Plain RAG: documents cut into chunks of half the context window, embedded and
+    BM25-indexed, retrieved by the same hybrid search (each chunk is stored as an
+    always-true item from its document's time, so as-of filtering is the same too)."""
+
+    name = "rag"
+
+    def __init__(self, env: BenchEnv):
+        super().__init__(env, "rag_chunks")
+        self.chunk_tokens = max(32, env.llm.n_ctx // 2)
+
+    def add_document(self, doc: Document) -> dict[str, Any]:
+        assert self.store is not None
+        chunks = ingest_graph.chunk_text(doc.text, self.chunk_tokens, self.env.llm.count_tokens)
+        with self.store.transaction() as c:
+            self.store.put_document(doc, status="done")
+            for ch in chunks:
+                fid = self.store.insert_fact(c, one_line(ch), doc.title or "", "", doc.id)
+                self.store.add_history(c, fid, doc.time, True, doc.id, "extract", None)
+        self.index.sync(self.store)
+        return {"status": "done", "counts": {"chunks": len(chunks)}, "error": None}
+
+    def answer(self, q: Question) -> Answer:
+        lines, ids = self.retrieve(q)
+        return Answer(ask(self.env.llm, q, lines), lines, ids)
+
+
+# ----------------------------------------------------------------------------- long context
+class LongContextSystem:
+    """No retrieval: the most recent documents (whole) that fit the context, oldest first.
+    If not even the newest fits, its beginning does."""
+
+    name = "long-context"
+    store = None
+
+    def __init__(self, env: BenchEnv):
+        self.env = env
+        self.docs: list[Document] = []
+
+    def add_document(self, doc: Document) -> dict[str, Any]:
+        self.docs.append(doc)
+        return {"status": "done", "counts": {}, "error": None}
+
+    def answer(self, q: Question) -> Answer:
+        llm = self.env.llm
+        room = llm.n_ctx - overhead_tokens(llm, q)
+        picked: list[tuple[str, datetime]] = []
+        used = 0
+        for d in reversed([d for d in self.docs if d.time <= q.time]):
+            text = one_line(f"{d.title}: {d.text}" if d.title and not d.text.startswith(d.title) else d.text)
+            n = llm.count_tokens(text) + 12  # number, date, prefix
+            if used + n > room:
+                if not picked:  # the newest alone is too long: keep its beginning
+                    head = ingest_graph.chunk_text(text, max(16, room - 12), llm.count_tokens)
+                    if head:
+                        picked.append((head[0], d.time))
+                break
+            picked.append((text, d.time))
+            used += n
+        lines = _numbered([(t, when) for t, when in reversed(picked)])
+        return Answer(ask(llm, q, lines), lines)
+
+    def close(self) -> None:
+        self.docs = []
+
+
+# ----------------------------------------------------------------------------- weights
+class WeightsSystem:
+    """The model alone, with an empty context. Only meaningful after consolidation has
+    put the stream's facts into a live adapter (the backend loads it if one is live)."""
+
+    name = "weights"
+    store = None
+
+    def __init__(self, env: BenchEnv):
+        self.env = env
+
+    def add_document(self, doc: Document) -> dict[str, Any]:
+        return {"status": "skipped", "counts": {}, "error": None}
+
+    def answer(self, q: Question) -> Answer:
+        return Answer(ask(self.env.llm, q, []), [])
+
+    def close(self) -> None:
+        pass
+
+
+SYSTEMS: dict[str, type] = {
+    "knowd": KnowdSystem,
+    "rag": RagSystem,
+    "fact-rag": FactRagSystem,
+    "long-context": LongContextSystem,
+    "weights": WeightsSystem,
+}

@@ -1,0 +1,232 @@
+"""knowd CLI commands: `chat` (a terminal REPL) and `serve` (the HTTP API), registered on agent.cli.cli.
+
+The REPL streams each answer as the model writes it and lists the cited facts, with
+their sources, under it. Commands: /asof TIME, /facts [QUERY], /history QUERY,
+/forget, /help, /quit.
+
+Tests (and embedders) hand the commands a ready App with `using_app(app)`: the
+group callback owns `ctx.obj`, so this is the seam for a FakeLLM.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from agent.cli import _app, cli
+from agent.errors import KnowdError
+
+if TYPE_CHECKING:
+    from agent.app import App
+    from graphs.time_intent import TimeIntent
+
+_injected: ContextVar[App | None] = ContextVar("knowd_cli_app", default=None)
+
+HELP = """commands:
+  /asof TIME      answer as of a date or period (2021-05-01, "March 2022", 2022); /asof now resets
+  /facts [QUERY]  facts true now (or at /asof), optionally those related to QUERY
+  /history QUERY  facts related to QUERY with their true/false history, stale ones included
+  /forget         start a new conversation (follow-up questions stop referring back)
+  /help           this list
+  /quit           leave (also Ctrl-D)"""
+
+
+@contextmanager
+def using_app(app: App) -> Iterator[App]:
+    """Make `knowd chat` / `knowd serve` use `app` instead of building one from config."""
+    token = _injected.set(app)
+    try:
+        yield app
+    finally:
+        _injected.reset(token)
+
+
+def _get_app(ctx: click.Context) -> App:
+    return _injected.get() or _app(ctx)
+
+
+class Repl:
+    """The `knowd chat` loop: reads lines from `stdin`, writes to click's output."""
+
+    def __init__(self, app: App, session: str = "terminal", as_of: str | None = None, stdin: IO[str] | None = None):
+        from graphs.chat import ChatAgent
+
+        self.app = app
+        self.agent = ChatAgent(app, app.cfg.chat)
+        self.session = session
+        self.stdin = stdin or click.get_text_stream("stdin")
+        self.default_time: TimeIntent | None = None
+        self._n_session = 0
+        if as_of:
+            self.set_as_of(as_of)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        click.echo("knowd chat: ask about what knowd knows; /help lists commands, /quit leaves.")
+        while True:
+            click.echo(click.style("you> ", bold=True), nl=False)
+            line = self.stdin.readline()
+            if not line:  # EOF (Ctrl-D)
+                click.echo()
+                return
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith("/"):
+                    if not self.command(line):
+                        return
+                else:
+                    self.ask(line)
+            except KnowdError as e:
+                click.echo(f"error: {e}", err=True)
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False means quit."""
+        name, _, arg = line.partition(" ")
+        name, arg = name.lower(), arg.strip()
+        if name in ("/quit", "/exit", "/q"):
+            return False
+        if name == "/help":
+            click.echo(HELP)
+        elif name == "/asof":
+            if arg:
+                self.set_as_of(arg)
+            click.echo(f"answering as of {self._when()}")
+        elif name == "/facts":
+            self.facts(arg or None)
+        elif name == "/history":
+            if not arg:
+                click.echo("usage: /history QUERY (e.g. /history CEO of Northwind)")
+            else:
+                self.history(arg)
+        elif name == "/forget":
+            self._n_session += 1
+            click.echo("new conversation")
+        else:
+            click.echo(f"unknown command {name}; /help lists commands")
+        return True
+
+    # ------------------------------------------------------------------ actions
+    def set_as_of(self, text: str) -> None:
+        from graphs.time_intent import parse_when
+        from stores.types import utcnow
+
+        try:
+            t = parse_when(text, utcnow())
+        except ValueError as e:
+            raise KnowdError(str(e)) from None
+        self.default_time = None if t.mode == "now" else t
+
+    def _when(self) -> str:
+        return self.default_time.label.removeprefix("as of ") if self.default_time else "now"
+
+    def ask(self, question: str) -> None:
+        from graphs.chat import citation_lines
+
+        from graphs.prompts.chat import CITE
+
+        stop = threading.Event()
+        shown: list[str] = []
+
+        def show(tok: str) -> None:
+            shown.append(tok)
+            click.echo(tok, nl=False)
+
+        click.echo(click.style("knowd> ", bold=True), nl=False)
+        try:
+            r = self.agent.ask(
+                question, session=f"{self.session}#{self._n_session}", default_time=self.default_time,
+                on_token=show, should_stop=stop.is_set,
+            )
+        except KeyboardInterrupt:
+            stop.set()  # the generating thread stops at its next token and frees the model
+            click.echo("\n(interrupted)")
+            return
+        click.echo()
+        # markers the model wrote that the citation check removed (already on screen)
+        said = {n for m in CITE.finditer("".join(shown)) for n in re.split(r"\s*,\s*", m.group(1))}
+        kept = {str(c.n) for c in r.citations}
+        if said - kept:
+            dropped = ", ".join(f"[{n}]" for n in sorted(said - kept, key=int))
+            click.echo(click.style(f"  (citation {dropped} removed: that fact does not support the text)", dim=True))
+        if r.intent.mode == "as_of":
+            click.echo(click.style(f"  ({r.intent.label})", dim=True))
+        elif r.intent.mode == "history":
+            click.echo(click.style("  (history: facts no longer true included)", dim=True))
+        for ln in citation_lines(r.citations):
+            click.echo(click.style("  " + ln, dim=True))
+
+    def _as_of_window(self) -> tuple[Any, Any]:
+        t = self.default_time
+        return (t.end, t.start) if t else (None, None)
+
+    def facts(self, query: str | None, limit: int = 30) -> None:
+        from graphs.retrieval import hybrid_search
+
+        as_of, since = self._as_of_window()
+        if query:
+            found = [h.fact for h in hybrid_search(self.app.store, self.app.index, query, limit, as_of=as_of, since=since)]
+        else:
+            found = self.app.store.list_facts(as_of=as_of)[-limit:]
+        if not found:
+            click.echo(f"no facts true {'now' if as_of is None else 'as of ' + self._when()}" + (" match" if query else ""))
+        for f in found:
+            click.echo(_fact_line(f, as_of))
+
+    def history(self, query: str, limit: int = 10) -> None:
+        from graphs.retrieval import hybrid_search
+
+        hits = hybrid_search(self.app.store, self.app.index, query, limit, include_stale=True)
+        if not hits:
+            click.echo("no facts match")
+        docs: dict[str, Any] = {}
+        for h in hits:
+            click.echo(_fact_line(h.fact, None))
+            for e in h.fact.history:
+                if e.doc_id and e.doc_id not in docs:
+                    docs[e.doc_id] = self.app.store.get_document(e.doc_id)
+                d = docs.get(e.doc_id) if e.doc_id else None
+                src = f'"{d.title}"' if d and d.title else (e.doc_id or "-")
+                url = f" <{d.url}>" if d and d.url else ""
+                mark = " (reverted)" if e.reverted else ""
+                click.echo(f"    {e.time.date().isoformat()}  {'true ' if e.truth else 'false'}  {e.op:<10} {src}{url}{mark}")
+
+
+def _fact_line(f: Any, as_of: Any) -> str:
+    truth = f.truth_at(as_of)
+    state = "true" if truth else "false" if truth is False else "unknown"
+    live = [h for h in f.history if not h.reverted and (as_of is None or h.time <= as_of)]
+    since = live[-1].time.date().isoformat() if live else "-"
+    return f"[{f.id}] {f.text}  ({state} since {since})"
+
+
+@cli.command()
+@click.option("--as-of", "as_of", help="answer as of this date or period (like /asof)")
+@click.option("--session", default="terminal", show_default=True, help="conversation name")
+@click.pass_context
+def chat(ctx: click.Context, as_of: str | None, session: str) -> None:
+    """Chat with what knowd knows: answers stream, cited facts are listed under them."""
+    Repl(_get_app(ctx), session=session, as_of=as_of).run()
+
+
+@cli.command()
+@click.option("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+@click.option("--port", type=int, help="port (default: server.port; 0 = any free port)")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (OpenAI-compatible /v1/chat/completions, facts, status) until Ctrl-C."""
+    from agent.server import serve_forever
+
+    app = _get_app(ctx)
+    model = app.cfg.server.model_name
+
+    def ready(url: str) -> None:
+        click.echo(f"knowd: serving {url}/v1 (model {model!r}); Ctrl-C stops", err=True)
+
+    serve_forever(app, host, port, on_ready=ready)

@@ -1,0 +1,320 @@
+"""knowd CLI commands: the daemon (`run`, `status`) and its sources (`connectors list|add|test`).
+
+Registered on agent.cli.cli when that module imports this one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from pydantic import ValidationError
+
+from agent.cli import _app, _cfg, cli
+from agent.config import DEFAULT_CONFIG, Config, ConnectorConfig, load_config
+from agent.errors import ConfigError, KnowdError
+
+
+def _config_file(ctx: click.Context) -> Path:
+    """The config.yaml in use (the same choice load_config makes)."""
+    return Path(ctx.obj.get("config_path") or os.environ.get("KNOWD_CONFIG") or DEFAULT_CONFIG).resolve()
+
+
+# ----------------------------------------------------------------------------- run
+@cli.command()
+@click.option("--once", is_flag=True, help="poll every connector once, ingest what is queued, exit")
+@click.option("--no-api", is_flag=True, help="do not serve the HTTP API (server: in config.yaml)")
+@click.pass_context
+def run(ctx: click.Context, once: bool, no_api: bool) -> None:
+    """Run the daemon: poll connectors, ingest their documents, consolidate nightly.
+
+    Stops gracefully on SIGTERM or Ctrl-C (a second one exits at once, also safely).
+    Logs one line per event on stderr (daemon.log_format: json or text).
+    """
+    from agent.daemon import ServiceFactory, run_daemon
+
+    app = _app(ctx)
+    # Services started and stopped with the daemon: each `factory(app) -> handle` with
+    # `handle.stop()`. This is where the HTTP API (agent.server.start_server) is added.
+    extra_services: list[ServiceFactory] = []
+    if not (once or no_api):
+        from agent.server import start_server
+
+        extra_services.append(start_server)
+    code = run_daemon(app, config_path=_config_file(ctx), extra_services=extra_services, once=once)
+    ctx.exit(code)
+
+
+# ----------------------------------------------------------------------------- status
+def _when(value: str | None, now: datetime, short: bool = False) -> str:
+    """'2024-06-01 10:00:03Z (5m ago)' / '(in 5m)' from a stored UTC time; `short`: '5m ago'."""
+    if not value:
+        return "-"
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    secs = (t - now).total_seconds()
+    span = abs(secs)
+    rel = (f"{span:.0f}s" if span < 90 else f"{span / 60:.0f}m" if span < 5400
+           else f"{span / 3600:.1f}h" if span < 172800 else f"{span / 86400:.0f}d")
+    rel = f"in {rel}" if secs > 0 else f"{rel} ago"
+    return rel if short else f"{t.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z ({rel})"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Daemon, connectors (last poll, errors, items), inbox depth, facts, last consolidation."""
+    from agent.daemon import collect_status
+
+    st = collect_status(_app(ctx))
+    if as_json:
+        click.echo(json.dumps(st, indent=2, default=str))
+        return
+    now = datetime.now(timezone.utc)
+    d = st["daemon"]
+    if d["running"]:
+        click.echo(f"daemon         running (pid {d['pid'] or '?'}, started {_when(d['started_at'], now)})")
+    elif d["started_at"]:
+        click.echo(f"daemon         not running (last stopped {_when(d['stopped_at'], now)})")
+    else:
+        click.echo("daemon         never run (start it with: knowd run)")
+    inbox = st["inbox"]
+    parts = [f"{inbox.get(k, 0)} {k}" for k in ("queued", "failed", "done")]
+    click.echo(f"inbox          {', '.join(parts)}")
+    f = st["facts"]
+    click.echo(f"facts          {f['current']} true now, {f['not_current']} no longer true ({f['total']} total)")
+    c = st["consolidation"]
+    if c:
+        reason = f": {c['reason']}" if c.get("reason") else ""
+        at = c.get("finished_at") or c.get("started_at")
+        click.echo(f"consolidation  {c.get('status')} {_when(at, now)}, run {c.get('id')}{reason}")
+    else:
+        click.echo("consolidation  none yet")
+    if st["connectors"]:
+        click.echo("connectors")
+        rows = [["NAME", "KIND", "STATE", "LAST POLL", "NEXT POLL", "SEEN", "NEW"]]
+        errors = []
+        for x in st["connectors"]:
+            fails = x.get("consecutive_failures") or 0
+            state = ("disabled" if not x["enabled"] else f"failing x{fails}" if fails
+                     else "ok" if x.get("last_ok_at") else "error" if x.get("last_error") else "waiting")
+            rows.append([
+                x["name"], x["kind"], state, _when(x.get("last_poll_at"), now, short=True),
+                _when(x.get("next_poll_at"), now, short=True) if x["enabled"] else "-",
+                str(x.get("items_seen") or 0), str(x.get("items_new") or 0),
+            ])
+            if x.get("last_error"):
+                errors.append(f"  {x['name']}: {_when(x.get('last_error_at'), now, short=True)}: {x['last_error']}")
+        for line in _table(rows):
+            click.echo(line)
+        if errors:
+            click.echo("connector errors (most recent per connector)")
+            for line in errors:
+                click.echo(line)
+    else:
+        click.echo("connectors     none configured (add one: knowd connectors add NAME KIND --option ...)")
+    if st["failed"]:
+        click.echo("failed documents (newest first; retried with backoff until ingest.max_attempts)")
+        for item in st["failed"]:
+            when = f"retry {_when(item['next_attempt_at'], now)}" if item["next_attempt_at"] else "gave up"
+            click.echo(f"  {item['doc_id']}  attempts {item['attempts']}, {when}: {(item['error'] or '')[:160]}")
+
+
+# ----------------------------------------------------------------------------- connectors
+@cli.group()
+def connectors() -> None:
+    """Document sources: list the configured ones, add one, test one."""
+
+
+@connectors.command("list")
+@click.pass_context
+def connectors_list(ctx: click.Context) -> None:
+    """Configured connectors and the connector kinds available (built-ins and plugins)."""
+    from connectors.registry import list_connector_kinds
+
+    cfg = _cfg(ctx)
+    if cfg.connectors:
+        rows = [["NAME", "KIND", "EVERY", "ENABLED", "OPTIONS"]]
+        for cc in cfg.connectors:
+            opts = ", ".join(f"{k}={v}" for k, v in cc.options.items())
+            rows.append([cc.name, cc.kind, f"{cc.interval_s:g}s", "yes" if cc.enabled else "no", opts[:100]])
+        click.echo(f"connectors in {_config_file(ctx)}:")
+        for line in _table(rows):
+            click.echo(line)
+    else:
+        click.echo(f"no connectors in {_config_file(ctx)}")
+    click.echo(f"available kinds: {', '.join(list_connector_kinds())}")
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--option {text!r}: expected key=value")
+    if raw == "":
+        return key, ""
+    try:  # YAML scalars: numbers, booleans, {glob: format} maps; anything else stays a string
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key, raw if value is None else value
+
+
+def _item_yaml(item: dict[str, Any], indent: str) -> list[str]:
+    text = yaml.safe_dump([item], sort_keys=False, default_flow_style=False, allow_unicode=True, width=200)
+    return [indent + line + "\n" for line in text.splitlines()]
+
+
+def add_connector_text(text: str, item: dict[str, Any]) -> str:
+    """config.yaml's text with `item` appended to its `connectors:` list, every other line
+    (comments included) unchanged. No round-trip YAML library is needed: only the
+    `connectors:` block is touched."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    key = re.compile(r"^connectors\s*:(?P<rest>.*)$")
+    at = next((i for i, line in enumerate(lines) if key.match(line.rstrip("\r\n"))), None)
+    if at is None:
+        return "".join(lines) + "\nconnectors:\n" + "".join(_item_yaml(item, "  "))
+    rest = key.match(lines[at].rstrip("\r\n")).group("rest")  # type: ignore[union-attr]
+    m = re.search(r"\s#", rest)  # a trailing comment is kept on the key's line
+    value, comment = (rest[: m.start()], rest[m.start() :].rstrip()) if m else (rest, "")
+    value = value.strip()
+    if value == "":  # block list (or empty): insert after its last item line
+        end, indent = at, None
+        for j in range(at + 1, len(lines)):
+            line = lines[j]
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if line[0] in " \t-":
+                end = j
+                m = re.match(r"^(\s*)- ", line)
+                if indent is None and m:
+                    indent = m.group(1)
+                continue
+            break
+        return "".join(lines[: end + 1] + _item_yaml(item, indent if indent is not None else "  ") + lines[end + 1 :])
+    try:  # a one-line flow list ("connectors: []"): rewritten as a block list
+        existing = yaml.safe_load(value)
+    except yaml.YAMLError:
+        existing = None
+    if not isinstance(existing, list):
+        raise ConfigError("connectors: is not a one-line list or a block list; add the connector by hand")
+    block = [f"connectors:{comment}\n"]
+    for old in [*existing, item]:
+        block += _item_yaml(old, "  ")
+    return "".join(lines[:at] + block + lines[at + 1 :])
+
+
+@connectors.command("add")
+@click.argument("name")
+@click.argument("kind")
+@click.option("--interval", "interval", type=float, help="seconds between polls (default 900)")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="connector option (repeatable)")
+@click.option("--disabled", is_flag=True, help="add it switched off")
+@click.pass_context
+def connectors_add(
+    ctx: click.Context, name: str, kind: str, interval: float | None, options: tuple[str, ...], disabled: bool,
+) -> None:
+    """Add connector NAME of KIND to config.yaml (validated first; comments kept).
+
+    \b
+    knowd connectors add world-news feed --interval 600 -o url=https://example.org/rss.xml
+    knowd connectors add team chatlog -o path=~/exports -o timezone=Europe/Berlin
+    """
+    from agent.daemon import resolve_options
+    from connectors.registry import build_connector
+
+    path = _config_file(ctx)
+    cfg = load_config(path)  # a broken config is reported as it is, before anything is written
+    if any(c.name == name for c in cfg.connectors):
+        raise ConfigError(f"a connector named {name!r} is already configured (see: knowd connectors list)")
+    item: dict[str, Any] = {"name": name, "kind": kind}
+    if interval is not None:
+        item["interval_s"] = interval
+    if disabled:
+        item["enabled"] = False
+    opts = dict(_parse_option(o) for o in options)
+    if opts:
+        item["options"] = opts
+    try:
+        cc = ConnectorConfig.model_validate(item)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"connector {name!r}: {where}: {first['msg']}") from None
+    build_connector(cc.kind, cc.name, resolve_options(cfg, cc))  # bad kind or options: nothing is written
+
+    new_text = add_connector_text(path.read_text(encoding="utf-8"), item)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(new_text, encoding="utf-8")
+        check = load_config(tmp)
+        if [c.model_dump() for c in check.connectors] != [c.model_dump() for c in cfg.connectors] + [cc.model_dump()]:
+            raise ConfigError(f"{path}: editing the connectors: list went wrong; the file is unchanged")
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)  # atomic: the file is either the old one or the validated new one
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"added connector {name!r} ({kind}) to {path}")
+    click.echo(f"`knowd connectors test {name}` shows what it would ingest; restart the daemon to start polling it")
+
+
+@connectors.command("test")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, help="documents shown")
+@click.option("--full", is_flag=True, help="show whole texts, not the first lines")
+@click.pass_context
+def connectors_test(ctx: click.Context, name: str, limit: int, full: bool) -> None:
+    """Poll NAME once from its saved position and show what would be ingested.
+
+    Nothing is ingested or queued and the position is not saved.
+    """
+    from agent.daemon import resolve_options
+    from connectors.registry import build_connector
+
+    cfg: Config = _cfg(ctx)
+    cc = next((c for c in cfg.connectors if c.name == name), None)
+    if cc is None:
+        known = ", ".join(c.name for c in cfg.connectors) or "none"
+        raise KnowdError(f"no connector named {name!r} (configured: {known})")
+    connector = build_connector(cc.kind, cc.name, resolve_options(cfg, cc))
+    store = _app(ctx).store
+    cursor = store.cursor(name)
+    result = connector.poll(cursor)
+    docs = result.documents
+    known_docs = 0
+    for doc in docs[:limit]:
+        st = store.document_status(doc.id)
+        seen = st is not None and st["status"] == "done" and st["content_hash"] == doc.content_hash
+        known_docs += seen
+        when = doc.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"- {doc.id}{'  (already ingested)' if seen else ''}")
+        click.echo(f"  {when}Z  {doc.title or '(no title)'}" + (f"  by {doc.author}" if doc.author else ""))
+        flat = " ".join(doc.text.split())
+        body = doc.text if full else flat[:300] + ("…" if len(flat) > 300 else "")
+        for line in body.splitlines() or [""]:
+            click.echo(f"    {line}")
+    if len(docs) > limit:
+        click.echo(f"... and {len(docs) - limit} more (--limit)")
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{len(docs)} document(s) would be queued"
+               + (f" ({known_docs} of those shown already ingested)" if known_docs else "")
+               + ("" if docs or not cursor else " (nothing new since the daemon's last poll of it)")
+               + "; nothing ingested, position not saved")

@@ -1,0 +1,82 @@
+"""Structured logging for the daemon: one line per event.
+
+An event is a name plus fields (`log_event(log, "poll_failed", connector="x",
+error="...")`). With `log_format: json` each line is a JSON object
+`{"ts", "level", "event", ...fields}`, ready for `jq` or a log shipper; with
+`text` it reads `ts LEVEL event key=value ...`. Records from other libraries
+(`log.warning("...")`) become the event `log` with `logger` and `message`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import IO, Any
+
+_FIELDS = "knowd_fields"
+_RESERVED = ("ts", "level", "event")
+
+# Chatty libraries: their per-request / per-job INFO lines are not events of ours.
+QUIET_LOGGERS = ("apscheduler", "httpx", "httpcore", "chromadb", "urllib3")
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one structured event (the record's message is the event name)."""
+    logger.log(level, event, extra={_FIELDS: fields})
+
+
+def _record_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
+    fields = getattr(record, _FIELDS, None)
+    if fields is not None:
+        event, out = str(record.msg), dict(fields)
+    else:
+        event, out = "log", {"logger": record.name, "message": record.getMessage()}
+    if record.exc_info:
+        out["exception"] = logging.Formatter().formatException(record.exc_info)
+    for key in _RESERVED:  # a field must not overwrite the line's own keys
+        if key in out:
+            out[f"{key}_"] = out.pop(key)
+    return event, out
+
+
+def _ts(record: logging.LogRecord) -> str:
+    t = datetime.fromtimestamp(record.created, tz=timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts": ..., "level": "info", "event": ..., **fields}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event, fields = _record_fields(record)
+        line = {"ts": _ts(record), "level": record.levelname.lower(), "event": event, **fields}
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`ts LEVEL event key=value ...`; values with spaces are JSON-quoted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event, fields = _record_fields(record)
+        parts = [_ts(record), f"{record.levelname:<7}", event]
+        for k, v in fields.items():
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
+            if not text or any(ch.isspace() or ch in "\"=" for ch in text):
+                text = json.dumps(text)
+            parts.append(f"{k}={text}")
+        return " ".join(parts)
+
+
+def setup_logging(fmt: str = "json", level: str | int = "info", stream: IO[str] | None = None) -> logging.Handler:
+    """Route every logger to one structured handler on `stream` (stderr: journald picks it up)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for h in list(root.handlers):  # the CLI's basicConfig handler would print every line twice
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return handler

@@ -1,0 +1,27 @@
+"""Trainer exceptions: one base class, so the CLI can turn any of them into one clear line."""
+from __future__ import annotations
+
+try:  # knowd's one base exception, when the agent package is there
+    from agent.errors import KnowdError as _Base
+except ImportError:  # pragma: no cover - trainer used on its own
+    _Base = Exception  # type: ignore[misc,assignment]
+
+
+class TrainerError(_Base):  # type: ignore[valid-type,misc]
+    """Base class of every error the trainer raises on purpose."""
+
+
+class ConfigError(TrainerError):
+    """The ``consolidation:`` config section is invalid."""
+
+
+class AdapterError(TrainerError):
+    """An adapter version is missing or unusable."""
+
+
+class RunBusyError(TrainerError):
+    """Another consolidation run holds the lock."""
+
+
+class Interrupted(TrainerError):
+    """The run was asked to stop (SIGTERM/SIGINT)."""

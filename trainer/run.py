@@ -1,0 +1,441 @@
+"""One consolidation run, start to finish: select → generate → evaluate → distil →
+export → evaluate → gate → ship or refuse → report.
+
+Run it as its own process (``python -m trainer consolidate``): the daemon never
+imports torch. Safety properties:
+
+* run.json says ``running`` (with the pid) before any work; SIGTERM/SIGINT mark
+  it ``interrupted``; a run that died silently is marked ``failed`` by the next start;
+* nothing outside the run's folder changes until the gate has passed, and the
+  shipping step (publish the version, rewrite live.json, update state) runs with
+  the stop signal deferred, so a kill never leaves a half-shipped adapter.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from trainer import adapters as adapters_mod
+from trainer import runs
+from trainer.config import TrainerConfig
+from trainer.errors import Interrupted, TrainerError
+from trainer.selection import FactSource, change_key, heldout_facts, select_from_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # shipped | refused | skipped | interrupted | failed
+    reason: str
+    run_dir: Path
+    adapter_version: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("shipped", "refused", "skipped")
+
+
+# --- signals -------------------------------------------------------------------
+
+
+class _Stopper:
+    """SIGTERM/SIGINT → Interrupted at the next safe point; deferred inside `critical()`."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._critical = 0
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. embedded use): no handler
+                pass
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+        if not self._critical:
+            raise Interrupted(f"{self.requested} received")
+
+    def check(self) -> None:
+        if self.requested and not self._critical:
+            raise Interrupted(f"{self.requested} received")
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+
+
+class _Progress:
+    """One tqdm bar per phase (or nothing)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def phase(self, name: str, total: int | None) -> Callable[[int], None]:
+        self.close()
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=f"consolidate: {name}", unit="it", dynamic_ncols=True, leave=True)
+            return lambda n=1: self.bar.update(n)
+        return lambda n=1: None
+
+    def postfix(self, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**kw, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def consolidate(
+    cfg: TrainerConfig | dict[str, Any] | None,
+    store: FactSource,
+    data_dir: str | os.PathLike,
+    progress: bool = True,
+    *,
+    generator: Any = None,
+) -> RunResult:
+    """Consolidate the facts that changed since the last successful run.
+
+    ``store`` needs ``facts_changed_since`` and ``list_facts`` (``stores.sqlite.Store``
+    or ``trainer.selection.MemoryStore``). ``generator`` replaces the text generator
+    (tests). Raises `RunBusyError` if another run holds the lock; any other error is
+    recorded as a failed run and re-raised; SIGTERM/SIGINT return status ``interrupted``.
+    """
+    if not isinstance(cfg, TrainerConfig):
+        cfg = TrainerConfig.from_dict(cfg)
+    data_dir = Path(data_dir)
+    stopper = _Stopper()
+    stopper.install()
+    handle: runs.RunHandle | None = None
+    prog = _Progress(progress)
+    try:
+        handle = runs.start_run(data_dir, cfg.to_dict())
+        return _run(cfg, store, data_dir, handle, stopper, prog, generator)
+    except Interrupted as e:
+        prog.close()
+        assert handle is not None
+        if handle.record.get("status") != "running":  # the run had already finished
+            return _result(handle)
+        phase = handle.record.get("phase")
+        handle.finish("interrupted", f"{e} during phase {phase!r}; the live adapter was not touched")
+        return _result(handle)
+    except BaseException as e:
+        prog.close()
+        if handle is not None and handle.record.get("status") == "running":
+            handle.finish("failed", f"{type(e).__name__}: {e} (phase {handle.record.get('phase')!r}); the live adapter was not touched")
+        raise
+    finally:
+        stopper.restore()
+        if handle is not None:
+            handle.release()
+
+
+def _result(h: runs.RunHandle) -> RunResult:
+    r = h.record
+    rep = r.get("report")
+    return RunResult(h.id, r["status"], r.get("reason", ""), h.dir, r.get("adapter_version"), r.get("metrics", {}), Path(rep) if rep else None, r.get("wall_s", 0.0))
+
+
+def _run(cfg: TrainerConfig, store: FactSource, data_dir: Path, h: runs.RunHandle, stopper: _Stopper, prog: _Progress, generator: Any) -> RunResult:
+    from trainer import datagen
+
+    state = runs.load_state(data_dir)
+    since = runs.parse_iso(state.get("since"))
+
+    # 1. selection ------------------------------------------------------------
+    h.phase("select")
+    sel = select_from_store(
+        store, since, state["consolidated"].keys(),
+        replay_fraction=cfg.replay_fraction, max_replay=cfg.max_replay_facts,
+        max_new=cfg.max_new_facts, seed=cfg.seed, done=state["consolidated"],
+    )
+    held = heldout_facts(store, sel.ids(), cfg.heldout_fact_probes, cfg.seed)
+    h.update(
+        since=runs.iso(since),
+        facts=[{"id": s.id, "kind": s.kind, "text": s.fact.text} for s in sel.facts],
+        pending=[f.id for f in sel.pending],
+    )
+    if not sel.new:
+        h.finish("skipped", f"no facts changed since {runs.iso(since) or 'the beginning'}")
+        return _result(h)
+    stopper.check()
+
+    # 2. models ----------------------------------------------------------------
+    h.phase("load")
+    import torch
+
+    from trainer import distill, evaluate, export, lm
+
+    model, tok, base_path = lm.load_base(cfg, data_dir)
+    dev = next(model.parameters()).device
+    live = adapters_mod.live(data_dir)
+    resume: Path | None = None
+    if cfg.resume_from_live and live:
+        vdir = adapters_mod.adapters_dir(data_dir) / live["version"]
+        if (vdir / "adapter_config.json").is_file():
+            resume = vdir
+    model = lm.attach_lora(model, cfg, resume)
+    torch.manual_seed(cfg.seed)
+    base_fingerprint = _fingerprint(model)
+    engine = cfg.generator
+    if engine == "auto":
+        engine = "llama_cpp" if dev.type == "cpu" and not cfg.base_model_dir else "hf"
+    if generator is not None:
+        gen = generator
+        engine = "custom"
+    elif engine == "llama_cpp":
+        gen = lm.LlamaCppGenerator(lm.ensure_gguf(data_dir), n_ctx=2048, threads=cfg.threads, seed=cfg.seed)
+    else:
+        gen = lm.HFGenerator(model, tok, dev, cfg.eval_batch_size)
+    if resume is not None and hasattr(gen, "set_adapter"):
+        gen.set_adapter(Path(live["gguf"]), live.get("scale", 1.0))  # type: ignore[index]
+    h.update(base_model=str(base_path), device=str(dev), generator=engine, resumed_from=live["version"] if resume else None)
+    stopper.check()
+
+    # 3. data -------------------------------------------------------------------------
+    h.phase("generate")
+    cache_dir = runs.consolidation_dir(data_dir) / "facts"
+    cache = datagen.load_fact_cache(cache_dir, [s.id for s in sel.replay])
+    n_gen = sum(1 for s in sel.facts if s.id not in cache)
+    # one tick per generated text: story + 2 question lists + ~1 teacher answer per question
+    tick = prog.phase("generate data", n_gen * (3 + 1 + cfg.n_paraphrase + cfg.n_multihop))
+    _set_progress(gen, tick)
+    facts = datagen.generate_fact_data(sel.facts, gen, cfg, cache, progress=None if hasattr(gen, "progress") else tick)
+    probes = datagen.build_probes(cfg, held, cfg.seed)
+    stopper.check()
+    ref = "adapter" if resume is not None else "base"
+    tick = prog.phase("reference answers to probes", len(probes))
+    _set_progress(gen, tick)
+    datagen.fill_base_answers(probes, gen, cfg, which_split="train", which="base")
+    datagen.fill_base_answers(probes, gen, cfg, which_split="eval", which=ref)
+    datagen.save_data(h.dir / "data.json", facts, probes, {"heldout_facts": [f.id for f in held], "probe_reference": ref})
+    counts = _counts(facts, probes)
+    h.update(data=counts)
+    stopper.check()
+
+    # 4. before -----------------------------------------------------------------------------
+    h.phase("evaluate before")
+    n_eval = sum(len(fd.questions) for fd in facts)
+    ev_probes = [p for p in probes if p.split == "eval"]
+    tick = prog.phase("evaluate base/teacher/before", 2 * n_eval + (n_eval + len(ev_probes) if resume else 0))
+    _set_progress(gen, tick)
+    ref_scores = evaluate.score_probes(ev_probes, [p.base_answer for p in ev_probes])
+    if resume is None:  # the run starts from the base model: the references are its answers
+        base_ev = evaluate.evaluate(gen, "base", facts, probes, cfg, include_probes=False)
+        base_ev["metrics"].update(ref_scores)
+        base_ev["metrics"]["locality_kl"] = 0.0
+        before_ev = {**base_ev, "which": "base (no live adapter)"}
+    else:
+        base_ev = evaluate.evaluate(gen, "base", facts, probes, cfg)
+        base_ev["metrics"]["locality_kl"] = 0.0
+        before_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg, include_probes=False)
+        before_ev["metrics"].update(ref_scores)
+        before_ev["metrics"]["locality_kl"] = evaluate.locality_kl(model, tok, probes, dev, limit=cfg.locality_kl_probes)
+    teacher_ev = evaluate.evaluate(gen, "base", facts, probes, cfg, with_story=True, include_probes=False)
+    h.update(metrics={"base": base_ev["metrics"], "teacher": teacher_ev["metrics"], "before": before_ev["metrics"]})
+    stopper.check()
+
+    # 5. training items + cached teacher/base distributions -------------------------------------
+    h.phase("teacher targets")
+    train_items, val_items, probe_items = _build_items(facts, probes, tok, cfg)
+    if not train_items:
+        _save_eval(h.dir, base_ev, teacher_ev, before_ev, None)
+        h.finish("refused", "no training questions survived the teacher filter (the teacher could not answer any generated question correctly)")
+        _write_report(h, data_dir)
+        return _result(h)
+    tick = prog.phase("teacher targets", len(train_items) + len(val_items) + len(probe_items))
+    distill.cache_targets(model, train_items + val_items, cfg.temperature, cfg.teacher_top_k, tok.pad_token_id, dev, progress=tick)
+    distill.cache_targets(model, probe_items, cfg.locality_temperature, cfg.teacher_top_k, tok.pad_token_id, dev, progress=tick)
+    stopper.check()
+
+    # 6. train ---------------------------------------------------------------------------------
+    h.phase("train")
+    tick = prog.phase("train", cfg.max_steps)
+
+    def on_step(rec: dict[str, float]) -> None:
+        tick(1)
+        prog.postfix(loss=f"{rec['loss']:.3f}", kl=f"{rec['distill']:.3f}", loc=f"{rec['locality']:.3f}")
+
+    tr = distill.train(model, train_items, val_items, probe_items, cfg, tok.pad_token_id, dev, on_step=on_step, should_stop=stopper.check)
+    train_info = {k: v for k, v in asdict(tr).items() if k not in ("history", "val_history")}
+    train_info.update(n_train=len(train_items), n_val=len(val_items), n_probe=len(probe_items))
+    runs.atomic_write_json(h.dir / "train_log.json", {"history": tr.history, "val_history": tr.val_history})
+    if _fingerprint(model) != base_fingerprint:
+        raise TrainerError("base weights changed during training (only LoRA weights may move)")
+    h.update(train=train_info)
+    stopper.check()
+
+    # 7. export (into the run folder: nothing outside it changes before the gate) -----------------------
+    h.phase("export")
+    adir = h.dir / "adapter"
+    model.save_pretrained(adir)
+    if cfg.export_gguf or engine == "llama_cpp":
+        export.export_gguf(adir, adir / "adapter.gguf", num_layers=model.get_base_model().config.num_hidden_layers)
+    stopper.check()
+
+    # 8. after ---------------------------------------------------------------------------------------------
+    h.phase("evaluate after")
+    tick = prog.phase("evaluate after", n_eval + len(ev_probes))
+    _set_progress(gen, tick)
+    if hasattr(gen, "set_adapter"):
+        gen.set_adapter(adir / "adapter.gguf", cfg.lora_scale)
+    after_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg)
+    after_ev["metrics"]["locality_kl"] = evaluate.locality_kl(model, tok, probes, dev, limit=cfg.locality_kl_probes)
+    _save_eval(h.dir, base_ev, teacher_ev, before_ev, after_ev)
+    metrics = {"base": base_ev["metrics"], "teacher": teacher_ev["metrics"], "before": before_ev["metrics"], "after": after_ev["metrics"]}
+    h.update(metrics=metrics)
+    prog.close()
+    if hasattr(gen, "close"):
+        gen.close()
+    stopper.check()
+
+    # 9. gate and ship ----------------------------------------------------------------------------------------
+    from trainer.gate import decide
+
+    h.phase("gate")
+    decision = decide(base_ev["metrics"], before_ev["metrics"], after_ev["metrics"], cfg)
+    h.update(gate=decision.to_dict())
+    if decision.ship:
+        with stopper.critical():
+            v = _ship(h, data_dir, cfg, sel, facts, metrics, decision, base_path)
+            state = runs.load_state(data_dir)
+            for s in sel.facts:
+                state["consolidated"][s.id] = change_key(s.fact)
+            if not sel.pending:
+                state["since"] = h.record["started_at"]
+            state["last_success"] = runs.iso(runs.utcnow())
+            state["last_run"] = h.id
+            runs.save_state(data_dir, state)
+            datagen.update_fact_cache(cache_dir, facts)
+            h.finish("shipped", decision.reason, adapter_version=v)
+    else:
+        h.finish("refused", decision.reason + (f"; live adapter stays {live['version']}" if live else "; no adapter is live"))
+    _write_report(h, data_dir)
+    return _result(h)
+
+
+def _set_progress(gen: Any, tick: Callable[[int], None] | None) -> None:
+    if hasattr(gen, "progress"):
+        gen.progress = tick
+
+
+def _fingerprint(model: Any) -> float:
+    """A cheap checksum of the frozen base weights (sum of a strided sample of each)."""
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" not in n:
+                total += float(p.detach().flatten()[:: 997].double().sum())
+    return total
+
+
+def _counts(facts: list[Any], probes: list[Any]) -> dict[str, Any]:
+    c: dict[str, Any] = {"facts": len(facts), "probes": len(probes)}
+    for t in ("efficacy", "paraphrase", "multihop"):
+        qs = [q for fd in facts for q in fd.of(t)]
+        c[t] = {s: sum(1 for q in qs if q.split == s) for s in ("train", "eval", "dropped")}
+        c[t]["teacher_ok"] = sum(1 for q in qs if q.teacher_ok)
+        c[t]["generated"] = len(qs)
+    return c
+
+
+def _build_items(facts: list[Any], probes: list[Any], tok: Any, cfg: TrainerConfig) -> tuple[list[Any], list[Any], list[Any]]:
+    """Distillation items (student prompt without story, ~story_keep_fraction with it),
+    split into train/validation, and locality items from the train probes."""
+    from trainer.distill import Item, encode
+
+    rng = random.Random(cfg.seed)
+    items = []
+    for fd in facts:
+        for q in fd.questions:
+            if q.split != "train":
+                continue
+            ans = tok(q.teacher_raw + q.end, add_special_tokens=False)["input_ids"][: cfg.answer_max_new_tokens + 1]
+            teacher_ids = encode(tok, q.prompt(fd.story), ans, cfg.max_seq_len)
+            keep_story = rng.random() < cfg.story_keep_fraction
+            student_ids = teacher_ids if keep_story else encode(tok, q.prompt(None), ans, cfg.max_seq_len)
+            items.append(Item(student_ids, len(ans), "distill", fd.fact_id, teacher_ids=teacher_ids))
+    rng.shuffle(items)
+    n_val = int(round(cfg.val_fraction * len(items))) if len(items) >= 8 else 0
+    val, train = items[:n_val], items[n_val:]
+    loc = []
+    for p in probes:
+        if p.split != "train" or not p.base_raw:
+            continue
+        end = "." if p.kind == "heldout" else "\n"
+        ans = tok(p.base_raw + end, add_special_tokens=False)["input_ids"][: cfg.answer_max_new_tokens + 1]
+        loc.append(Item(encode(tok, p.prompt, ans, cfg.max_seq_len), len(ans), "locality"))
+    return train, val, loc
+
+
+def _save_eval(run_dir: Path, base: Any, teacher: Any, before: Any, after: Any) -> None:
+    runs.atomic_write_json(run_dir / "eval.json", {"base": base, "teacher": teacher, "before": before, "after": after})
+
+
+def _ship(h: runs.RunHandle, data_dir: Path, cfg: TrainerConfig, sel: Any, facts: list[Any], metrics: dict[str, Any], decision: Any, base_path: Path) -> str:
+    """Copy the adapter with its config, data and metrics into adapters/, make it live."""
+    adir = adapters_mod.adapters_dir(data_dir)
+    for old in adir.glob(".staging-*") if adir.is_dir() else []:
+        shutil.rmtree(old, ignore_errors=True)  # left by a run killed while shipping (we hold the lock)
+    staging = adir / f".staging-{h.id}"
+    shutil.copytree(h.dir / "adapter", staging)
+    for name in ("data.json", "eval.json", "train_log.json"):
+        if (h.dir / name).exists():
+            shutil.copy2(h.dir / name, staging / name)
+    runs.atomic_write_json(staging / "trainer_config.json", cfg.to_dict())
+    runs.atomic_write_json(staging / "metrics.json", metrics)
+    meta = {
+        "run_id": h.id,
+        "base_model": cfg.model_name if not cfg.base_model_dir else str(base_path),
+        "facts": [{"id": s.id, "kind": s.kind, "text": s.fact.text} for s in sel.facts],
+        "metrics": metrics,
+        "gate": decision.to_dict(),
+        "resumed_from": h.record.get("resumed_from"),
+    }
+    v = adapters_mod.publish(data_dir, staging, meta, make_live=True, scale=cfg.lora_scale)
+    return v.version
+
+
+def _write_report(h: runs.RunHandle, data_dir: Path) -> None:
+    try:
+        from trainer.report import write_report
+
+        md = write_report(h.dir)
+        h.update(report=str(md))
+    except Exception as e:  # a broken report must not undo a shipped adapter
+        log.exception("report failed")
+        h.update(report_error=f"{type(e).__name__}: {e}")
