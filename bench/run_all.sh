@@ -12,10 +12,14 @@ mkdir -p "$OUT"
 "$KNOWD" bench generate --world single-hop --seed 1 --people 7 --changes 3 --out "$OUT/world-single-s1.jsonl"
 "$KNOWD" bench generate --world multi-hop --seed 1 --people 7 --changes 3 --out "$OUT/world-multi-s1.jsonl"
 
-flock /tmp/knowd-cpu.lock "$KNOWD" bench "$OUT/world-single-s1.jsonl" "${ALL[@]}" \
-    --max-questions 30 --seed 0 --out "$OUT/world-single-s1"
-# fewer questions from here on: the shared cores were contended and answering dominated
-flock /tmp/knowd-cpu.lock "$KNOWD" bench "$OUT/world-multi-s1.jsonl" "${ALL[@]}" \
-    --max-questions 16 --seed 0 --out "$OUT/world-multi-s1"
+# one lock for both worlds: the same code and an otherwise idle model for the paired runs
+# (both worlds hold the same questions, so the same seed samples the same 30)
+flock /tmp/knowd-cpu.lock sh -c '
+  "$0" bench "$2/world-single-s1.jsonl" $1 --max-questions 30 --seed 0 --out "$2/world-single-s1" &&
+  "$0" bench "$2/world-multi-s1.jsonl" $1 --max-questions 30 --seed 0 --out "$2/world-multi-s1"' \
+  "$KNOWD" "${ALL[*]}" "$OUT"
 flock /tmp/knowd-cpu.lock "$KNOWD" bench ../shared/data/clark-news-dev.jsonl "${ALL[@]}" \
     --subset entities --max-docs 12 --seed 1 --out "$OUT/clark-dev-e12-s1"
+
+.venv/bin/python bench/knowd_decisions.py "$OUT/world-single-s1" "$OUT/world-single-s1.jsonl"
+.venv/bin/python bench/knowd_decisions.py "$OUT/world-multi-s1" "$OUT/world-multi-s1.jsonl"

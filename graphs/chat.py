@@ -4,12 +4,14 @@
                   and the retrieval query (a follow-up is searched together with the
                   question before it, and inherits its time)
     retrieve   -> hybrid search (dense + BM25 fused by RRF, graphs/retrieval.py) over
-                  the facts true at that time; history questions also see facts that
-                  are no longer true, each with its true/false history and sources
+                  the facts true at that time, keeping the relevant ones (close in
+                  meaning, or sharing a content word); history questions also see facts
+                  that are no longer true, each with its true/false history and sources
     generate   -> free text citing the facts as [n] (streamed token by token), or
     choose     -> the most likely of given choices (multiple choice, by likelihood), or
     choose_set -> the set of right choices (list answers), or
     unknown    -> "I don't know" with no model call, when nothing relevant is known
+                  (or the question names something no relevant fact mentions)
     remember   -> the turn joins the conversation (kept per session by a checkpointer)
 
 State, nodes and wiring follow graphs/ingest.py (langchain-ai/memory-agent style).
@@ -227,6 +229,35 @@ def _date_for_choices(intent: TimeIntent) -> str | None:
     return _day(intent.end) if intent.mode == "as_of" and intent.end is not None else None
 
 
+_MONTH_DAY = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
+
+
+def named_terms(question: str) -> set[str]:
+    """Capitalised words that name something ('Acme', 'Northwind'), lower-cased: not a
+    sentence's first word, not all-caps acronyms (CEO), not months or weekdays."""
+    out: set[str] = set()
+    for sentence in re.split(r"[.?!]\s+", question):
+        words = re.findall(r"\w+", sentence)
+        for w in words[1:]:
+            if w[0].isupper() and not w.isupper() and w.lower() not in _MONTH_DAY:
+                out.add(w.lower())
+    return out
+
+
+def _names_found(question: str, hits: list[Hit], strong: float) -> bool:
+    """Whether what the question names appears in the facts found. "Who is the CEO of
+    Acme?" over facts about Northwind's CEO is close in meaning yet nothing is known
+    about Acme; a very close fact still counts (names can differ: Danish / Denmark)."""
+    names = named_terms(question)
+    if not names:
+        return True
+    words = {w for h in hits for w in re.findall(r"\w+", h.fact.text.lower())}
+    return bool(names & words) or any((h.dense or 0.0) >= strong for h in hits)
+
+
 # ----------------------------------------------------------------------------- nodes
 def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Time intent and retrieval query. The question's own time wins, then a follow-up
@@ -282,35 +313,6 @@ def retrieve(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         note, entries = _note_and_entries(f, intent)
         used.append(UsedFact(n, f.id, f.text, note, f.is_current, _sources(entries, ctx.store, cache, cfg.max_sources), sims.get(f.id)))
     return {"facts": used, "known": known}
-
-
-_MONTH_DAY = frozenset(
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday".split()
-)
-
-
-def named_terms(question: str) -> set[str]:
-    """Capitalised words that name something ('Acme', 'Northwind'), lower-cased: not a
-    sentence's first word, not all-caps acronyms (CEO), not months or weekdays."""
-    out: set[str] = set()
-    for sentence in re.split(r"[.?!]\s+", question):
-        words = re.findall(r"[\w'-]+", sentence)
-        for w in words[1:]:
-            if w[0].isupper() and not w.isupper() and w.lower() not in _MONTH_DAY:
-                out.add(w.lower())
-    return out
-
-
-def _names_found(question: str, hits: list[Hit], strong: float) -> bool:
-    """Whether what the question names appears in the facts found. "Who is the CEO of
-    Acme?" over facts about Northwind's CEO is close in meaning yet nothing is known
-    about Acme; a very close fact still counts (names can differ: Danish / Denmark)."""
-    names = named_terms(question)
-    if not names:
-        return True
-    words = {w for h in hits for w in re.findall(r"\w+", h.fact.text.lower())}
-    return bool(names & words) or any((h.dense or 0.0) >= strong for h in hits)
 
 
 def _related(store: Store, facts: list[Fact], intent: TimeIntent, limit: int) -> list[Fact]:

@@ -52,14 +52,18 @@ def llama_server(tmp_path_factory):
         pytest.fail("llama_cpp.server did not start")
     yield f"http://127.0.0.1:{port}/v1"
     proc.terminate()
-    proc.wait(20)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.integration
 def test_constrained_completion_over_http(llama_server: str):
     from graphs.prompts import extract
 
-    llm = OpenAICompatLLM(llama_server, "gemma", structured="grammar", n_ctx=1024)
+    llm = OpenAICompatLLM(llama_server, "gemma", structured="grammar", n_ctx=1024, timeout_s=600)
     prompt = extract.build("Maria Lopez is CEO of Northwind.", "2020-01-01", None)
     obj, c = complete_json(llm, prompt, extract.schema(3), step="extract", max_tokens=extract.max_tokens(3))
     facts, _ = extract.parse(obj)
@@ -70,6 +74,6 @@ def test_constrained_completion_over_http(llama_server: str):
 
 @pytest.mark.integration
 def test_choice_scoring_over_http(llama_server: str):
-    llm = OpenAICompatLLM(llama_server, "gemma", structured="grammar", n_ctx=1024)
+    llm = OpenAICompatLLM(llama_server, "gemma", structured="grammar", n_ctx=1024, timeout_s=600)
     s = llm.score_choices("Question: What is the capital of France?\nAnswer:", [" Berlin", " Paris"])
     assert s[1] > s[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,20 @@ def prepare(stream: Stream, opts: BenchOptions) -> tuple[Stream, dict[str, Any]]
         "changed_questions": sum(q.changed for q in qs), "seed": opts.seed,
     }
     return Stream(sub.documents, qs), info
+
+
+def code_version() -> dict[str, Any]:
+    """The commit and the uncommitted files the run used: other parts change concurrently."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agent", "graphs", "stores"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if head.returncode != 0:
+        return {}
+    return {"commit": head.stdout.strip(), "uncommitted": [ln[3:] for ln in dirty.stdout.splitlines()]}
 
 
 def chance_accuracy(questions: list[Question]) -> float | None:
@@ -157,7 +172,7 @@ def run_benchmark(
     sub, info = prepare(stream, opts)
     budget = opts.budget_tokens or llm.n_ctx // 2
     results: dict[str, Any] = {
-        "stream": stream_name, "started": iso(datetime.now(timezone.utc)), "model": llm.name,
+        "stream": stream_name, "started": iso(datetime.now(timezone.utc)), "code": code_version(), "model": llm.name,
         "adapter": (getattr(llm, "adapter", None) or {}).get("gguf"), "n_ctx": llm.n_ctx,
         "k": opts.k, "budget_tokens": budget, "selection": info, "chance_accuracy": chance_accuracy(sub.questions),
         "systems": {},
@@ -205,6 +220,14 @@ def _pct(acc: dict[str, Any]) -> str:
     return "–" if not acc["n"] else f"{100 * acc['accuracy']:.1f} ({acc['correct']}/{acc['n']})"
 
 
+def _code_line(results: dict[str, Any]) -> str:
+    code = results.get("code") or {}
+    if not code:
+        return ""
+    dirty = f" + uncommitted {', '.join(code['uncommitted'])}" if code.get("uncommitted") else ""
+    return f"Code: commit {code['commit']}{dirty}; started {results['started']}. "
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Accuracy table, cost table and (for fact-store systems) the error analysis."""
     sel = results["selection"]
@@ -214,7 +237,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Model `{results['model']}` (n_ctx {results['n_ctx']}"
         + (f", adapter `{results['adapter']}`" if results.get("adapter") else "")
         + f"); retrieval: k={results['k']}, at most {results['budget_tokens']} context tokens. "
-        f"{sel['documents']} of {sel['documents_in_stream']} documents, {sel['questions']} of "
+        + _code_line(results)
+        + f"{sel['documents']} of {sel['documents_in_stream']} documents, {sel['questions']} of "
         f"{sel['questions_in_stream']} questions ({sel['changed_questions']} changed; subset rule "
         f"`{sel['subset_rule']}`, max docs {sel['max_docs']}, max questions {sel['max_questions']}, seed {sel['seed']}).",
         "",
