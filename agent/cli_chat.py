@@ -9,7 +9,6 @@ group callback owns `ctx.obj`, so this is the seam for a FakeLLM.
 """
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,12 +148,9 @@ class Repl:
             click.echo("\n(interrupted)")
             return
         click.echo()
-        # markers the model wrote that the citation check removed (already on screen)
-        said = {n for m in CITE.finditer("".join(shown)) for n in re.split(r"\s*,\s*", m.group(1))}
-        kept = {str(c.n) for c in r.citations}
-        if said - kept:
-            dropped = ", ".join(f"[{n}]" for n in sorted(said - kept, key=int))
-            click.echo(click.style(f"  (citation {dropped} removed: that fact does not support the text)", dim=True))
+        # the citation check re-pointed or removed markers already on screen: show the result
+        if [m.group(1) for m in CITE.finditer("".join(shown))] != [m.group(1) for m in CITE.finditer(r.answer)]:
+            click.echo(click.style(f"  (citations checked: {r.answer})", dim=True))
         if r.intent.mode == "as_of":
             click.echo(click.style(f"  ({r.intent.label})", dim=True))
         elif r.intent.mode == "history":

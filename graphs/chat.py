@@ -203,21 +203,25 @@ def _sources(entries: list[HistoryEntry], store: Store, cache: dict[str, Any], l
     return out
 
 
-def _attribute(answer: str, facts: list[UsedFact]) -> list[int]:
+def _attribute(answer: str, facts: list[UsedFact], question: str = "") -> list[int]:
     """Facts an answer without [n] markers rests on: those sharing most of their content
-    words with it (or containing most of a short answer, e.g. a chosen name)."""
+    words with it (or containing most of a short answer, e.g. a chosen name). Among those,
+    the ones that also match the question win: "Aiko Tanaka" answering "who is the CEO of
+    Northwind Traders?" rests on the CEO fact, not on another fact naming her."""
     if not answer or answer.lower().startswith("i don't know"):
         return []
     a = set(content_terms(answer))
     if not a:
         return []
-    out = []
+    both = a | set(content_terms(question))
+    scored: list[tuple[int, int]] = []
     for u in facts:
         ft = set(content_terms(u.text))
         shared = len(a & ft)
         if ft and shared and (shared / len(ft) >= 0.5 or shared / len(a) >= 0.5):
-            out.append(u.n)
-    return out
+            scored.append((u.n, len(both & ft)))
+    best = max((sc for _, sc in scored), default=0)
+    return [n for n, sc in scored if sc >= 0.75 * best]
 
 
 def _context_lines(facts: list[UsedFact]) -> list[str]:
@@ -349,34 +353,44 @@ def generate(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         text = _stream(ctx, prompt, max_tokens, runtime.stream_writer)
     else:
         text = ctx.llm.complete(prompt, max_tokens=max_tokens, stop=chat_prompt.STOP, step="chat").text
-    answer, _ = chat_prompt.parse(text, len(state.facts))
-    answer, cited = _check_citations(answer, state.facts)
+    answer, cited = _check_citations(chat_prompt.parse(text), state.facts)
     if not cited:
-        cited = _attribute(answer, state.facts)
+        cited = _attribute(answer, state.facts, state.question)
     return {"answer": answer, "cited": cited, "chosen": []}
 
 
 def _check_citations(answer: str, facts: list[UsedFact]) -> tuple[str, list[int]]:
-    """Keep a marker [n] only where the text it closes shares a content word with fact n:
-    a small model often cites the wrong number ("Odense Boldklub [3]" with [3] about Oslo).
-    Dropped markers are removed from the answer; returns (answer, cited numbers)."""
-    by_n = {u.n: set(content_terms(u.text)) for u in facts}
+    """Point each marker [n] at the fact that best supports the text it closes.
+
+    A small model often cites the wrong number ("Odense Boldklub [3]" with [3] about
+    Oslo), or copies the example's numbers. A cited fact is kept if no other fact shares
+    more content words with the text since the previous marker; otherwise the marker
+    names the fact that shares the most; a marker whose text matches no fact, or whose
+    numbers name no fact in the prompt, is dropped. Returns (answer, cited numbers, in order of first citation)."""
+    terms = {u.n: set(content_terms(u.text)) for u in facts}
     cited: list[int] = []
     last, prev = 0, set()
 
-    def keep(m: re.Match[str]) -> str:
+    def fix(m: re.Match[str]) -> str:
         nonlocal last, prev
         segment = set(content_terms(answer[last : m.start()])) or prev  # "[1][2]": same text
         last, prev = m.end(), segment
-        good: list[int] = []
-        for x in (int(v) for v in re.split(r"\s*,\s*", m.group(1))):
-            if by_n.get(x, set()) & segment and x not in good:
-                good.append(x)
-                if x not in cited:
-                    cited.append(x)
-        return f" [{', '.join(map(str, good))}]" if good else ""
+        overlap = {n: len(t & segment) for n, t in terms.items()}
+        best = max(overlap.values(), default=0)
+        if best == 0:
+            return ""
+        said = [x for x in (int(v) for v in re.split(r"\s*,\s*", m.group(1))) if x in terms]
+        if not said:
+            return ""  # numbers that name no fact in the prompt
+        good = list(dict.fromkeys(x for x in said if overlap[x] == best))
+        if not good:
+            good = [min(n for n, o in overlap.items() if o == best)]
+        for x in good:
+            if x not in cited:
+                cited.append(x)
+        return f" [{', '.join(map(str, good))}]"
 
-    return chat_prompt.CITE.sub(keep, answer).strip(), cited
+    return chat_prompt.CITE.sub(fix, answer).strip(), cited
 
 
 def _stream(ctx: ChatContext, prompt: str, max_tokens: int, write: Callable[[Any], None]) -> str:
@@ -410,7 +424,7 @@ def choose(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         runtime.context.llm, state.question, state.choices, _context_lines(state.facts), _date_for_choices(state.intent)
     )
     runtime.stream_writer(c.text)
-    return {"answer": c.text, "chosen": [c.text], "cited": _attribute(c.text, state.facts)}
+    return {"answer": c.text, "chosen": [c.text], "cited": _attribute(c.text, state.facts, state.question)}
 
 
 def choose_set(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -422,7 +436,7 @@ def choose_set(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
     )
     text = ", ".join(picked)
     runtime.stream_writer(text)
-    cited = list(dict.fromkeys(n for p in picked for n in _attribute(p, state.facts)))
+    cited = list(dict.fromkeys(n for p in picked for n in _attribute(p, state.facts, state.question)))
     return {"answer": text, "chosen": picked, "cited": cited}
 
 

@@ -217,3 +217,37 @@ def test_cli_generate_and_default_run(tmp_path: Path, monkeypatch: pytest.Monkey
     assert r.exit_code == 2 and "nope" in r.output
     r = CliRunner().invoke(cli, ["--config", str(cfg_file), "bench", "run", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2
+
+
+def test_long_context_fits_the_window(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+    """Dated, numbered lines cost more than their text: the prompt must still fit n_ctx
+    (a real run once overflowed by ~50 tokens), and a lone huge document is cut to fit."""
+    from agent.benchmark.systems import BenchEnv, LongContextSystem
+    from graphs.prompts import answer as answer_prompt
+
+    prompts: list[str] = []
+
+    def scorer(prompt: str, choices: list[str]) -> list[float]:
+        prompts.append(prompt)
+        return [0.0] * len(choices)
+
+    class DigitFake(MeteredFake):
+        def count_tokens(self, text: str) -> int:  # digits one token each, like Gemma's tokenizer
+            return len(text.split()) + sum(ch.isdigit() for ch in text)
+
+    llm = DigitFake(choice_scorer=scorer, n_ctx=400)
+    env = BenchEnv(llm=llm, embedder=HashEmbedder(), cfg=cfg, workdir=tmp_path)
+    lc = LongContextSystem(env)
+    for i in range(30):
+        lc.add_document(doc(f"d{i}", " ".join(f"word{i}" for _ in range(25)), f"2022-01-{i % 28 + 1:02d}"))
+    q = Question("q", datetime(2022, 3, 1, tzinfo=timezone.utc), "Which word is newest?", ["word29", "word0"], "word29")
+    a = lc.answer(q)
+    assert a.context and "word29" in a.context[-1] and "word0 " not in " ".join(a.context)  # newest last, oldest dropped
+    full = answer_prompt.build(q.question, a.context, "2022-03-01")
+    assert max(llm.count_tokens(full + " " + c) for c in q.choices) <= llm.n_ctx
+    assert llm.count_tokens(full) > llm.n_ctx - 120  # and the window is actually used
+
+    huge = LongContextSystem(env)
+    huge.add_document(doc("big", "many words here " * 400, "2022-01-01"))
+    b = huge.answer(q)
+    assert len(b.context) == 1 and llm.count_tokens(answer_prompt.build(q.question, b.context, "2022-03-01")) <= llm.n_ctx

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.cli_chat import using_app
-from tests.test_chat_graph import JOEL, JOHN, MARIA, OSLO, answer_citing, seed_northwind
+from tests.test_chat_graph import JOEL, JOHN, MARIA, OSLO, answer_citing, facts_in, seed_northwind
 
 
 @pytest.fixture
@@ -78,7 +78,12 @@ def test_errors_do_not_end_the_session(run, fake_llm):
     assert "error: question is over" in out and JOHN in out
 
 
-def test_wrong_citation_numbers_are_flagged(run, fake_llm):
-    fake_llm.responder = lambda prompt, schema, step: "John Smith [1] and Joel King [2]."
-    out = run("Who is the CEO of Northwind?", "/quit")
-    assert "(citation [2] removed: that fact does not support the text)" in out
+def test_corrected_citations_are_shown(run, fake_llm):
+    def swapped(prompt: str, schema, step: str) -> str:  # noqa: ANN001
+        n = facts_in(prompt)
+        return f"John Smith [{n[OSLO]}], based in Oslo [{n[JOHN]}]."
+
+    fake_llm.responder = swapped
+    out = run("Who is the CEO of Northwind and where is it based?", "/quit")
+    n = facts_in(fake_llm.calls[0].prompt)
+    assert f"(citations checked: John Smith [{n[JOHN]}], based in Oslo [{n[OSLO]}].)" in out

@@ -93,6 +93,12 @@ def confirmed_at(f: Fact, when: datetime) -> datetime | None:
     return max(times) if times else None
 
 
+def line_tokens(llm: LLM, text: str, when: datetime | None) -> int:
+    """Tokens one context line takes in the prompt, as `answer.context_block` writes it
+    (the number at its widest, the date; digits are often one token each)."""
+    return llm.count_tokens(f"- [99] {text} ({day(when)})" if when else f"- [99] {text}") + 1  # + newline
+
+
 def _numbered(texts_dates: list[tuple[str, datetime | None]]) -> list[str]:
     return [f"[{i}] {t} ({day(d)})" if d else f"[{i}] {t}" for i, (t, d) in enumerate(texts_dates, 1)]
 
@@ -115,10 +121,10 @@ class _Retriever:
         kept: list[tuple[str, datetime | None, str]] = []
         used = 0
         for h in hits:  # best first; an item too long for what is left is skipped
-            text = one_line(h.fact.text)
-            n = llm.count_tokens(text) + 10  # number, date, "- " prefix
+            text, when = one_line(h.fact.text), confirmed_at(h.fact, q.time)
+            n = line_tokens(llm, text, when)
             if used + n <= budget:
-                kept.append((text, confirmed_at(h.fact, q.time), h.fact.id))
+                kept.append((text, when, h.fact.id))
                 used += n
         return _numbered([(t, d) for t, d, _ in kept]), [fid for _, _, fid in kept]
 
@@ -236,12 +242,10 @@ class LongContextSystem:
         used = 0
         for d in reversed([d for d in self.docs if d.time <= q.time]):
             text = one_line(f"{d.title}: {d.text}" if d.title and not d.text.startswith(d.title) else d.text)
-            n = llm.count_tokens(text) + 12  # number, date, prefix
+            n = line_tokens(llm, text, d.time)
             if used + n > room:
                 if not picked:  # the newest alone is too long: keep its beginning
-                    head = ingest_graph.chunk_text(text, max(16, room - 12), llm.count_tokens)
-                    if head:
-                        picked.append((head[0], d.time))
+                    picked.append((_head(llm, text, room - line_tokens(llm, "", d.time)), d.time))
                 break
             picked.append((text, d.time))
             used += n
@@ -250,6 +254,19 @@ class LongContextSystem:
 
     def close(self) -> None:
         self.docs = []
+
+
+def _head(llm: LLM, text: str, budget: int) -> str:
+    """The longest word prefix of `text` within `budget` tokens (binary search on words)."""
+    words = text.split()
+    lo, hi = 0, len(words)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if llm.count_tokens(" ".join(words[:mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo])
 
 
 # ----------------------------------------------------------------------------- weights

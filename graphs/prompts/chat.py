@@ -3,8 +3,8 @@
 Few-shot and short, for the 270M base model: one example for questions about
 now or a past time, one for history questions ("what changed about X?") where
 each fact carries its true/false history, and one that answers "I don't know."
-when the facts do not say. The answer is one line; `parse` keeps only citation
-numbers that name a fact that was actually in the prompt.
+when the facts do not say. The answer is the model's first line; graphs/chat.py
+checks its [n] markers against the facts.
 """
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ Answer: I don't know.
 """
 
 _HISTORY_EXAMPLE = """Facts (with their history):
-[1] Maria Lopez is CEO of Northwind. (true from 2019-03-01; false from 2022-06-01)
-[2] John Smith is CEO of Northwind. (true from 2022-06-01)
-Question: What changed about the CEO of Northwind?
-Answer: Maria Lopez was CEO of Northwind until 2022-06-01 [1]; since then John Smith has been CEO [2].
+[1] Globex is based in Denver. (true from 2015-01-01)
+[2] Ana Ruiz chairs Globex. (true from 2018-02-01; false from 2021-09-01)
+[3] Tom Berg chairs Globex. (true from 2021-09-01)
+Question: How has the chair of Globex changed?
+Answer: Ana Ruiz chaired Globex until 2021-09-01 [2]; since then Tom Berg chairs it [3].
 """
 
 STOP = ["\nQuestion:", "\nFacts", "\n\n", "\nPrevious question:"]
@@ -70,22 +71,10 @@ def build(
     )
 
 
-def parse(text: str, n_facts: int) -> tuple[str, list[int]]:
-    """(answer, cited fact numbers): the first line of the model's text, with citation
-    markers that name no fact in the prompt removed."""
-    answer = _one_line(text)
-    cited: list[int] = []
-
-    def keep(m: re.Match[str]) -> str:
-        nums = [int(x) for x in re.split(r"\s*,\s*", m.group(1))]
-        good = [x for x in nums if 1 <= x <= n_facts]
-        for x in good:
-            if x not in cited:
-                cited.append(x)
-        return f" [{', '.join(map(str, good))}]" if good else ""
-
-    answer = CITE.sub(keep, answer).strip()
-    return answer or DONT_KNOW, cited
+def parse(text: str) -> str:
+    """The answer: the first line of the model's text (citation markers are checked
+    against the facts by the caller, graphs/chat.py)."""
+    return _one_line(text) or DONT_KNOW
 
 
 def nothing_known(when: str) -> str:
