@@ -262,6 +262,15 @@ def test_ungrounded_facts_are_rejected(app, fake_llm):
     assert "not grounded" in [o.detail for o in app.store.operations("d1") if o.op == "reject"][0]
 
 
+def test_subject_repeated_as_object_is_rejected(app, fake_llm):
+    """Out of facts, the small model repeats a name: "Northwind is a Northwind"."""
+    fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind"), fact("Northwind", "is a", "the Northwind")))
+    r = ingest_document(D1, app.ingest_context())
+    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert r.counts["reject"] == 1
+    assert "subject and object are the same" in [o.detail for o in app.store.operations("d1") if o.op == "reject"][0]
+
+
 def test_model_calls_are_logged_with_the_operations(app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
     ingest_document(D1, app.ingest_context())

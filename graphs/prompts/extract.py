@@ -84,7 +84,8 @@ def grounded(f: ExtractedFact, source: str) -> bool:
 
 def parse(obj: Any, source: str | None = None) -> tuple[list[ExtractedFact], list[str]]:
     """Valid facts, and one message per rejected item (empty parts, pronoun subjects,
-    entities not found in `source`)."""
+    a subject repeated as the object, which the small model writes when it runs out of
+    facts: "Wonka Sweets is a Wonka Sweets", entities not found in `source`)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("facts"), list):
         raise ValueError("expected an object with a 'facts' list")
     facts: list[ExtractedFact] = []
@@ -102,6 +103,9 @@ def parse(obj: Any, source: str | None = None) -> tuple[list[ExtractedFact], lis
             rejected.append(f"pronoun subject in {item!r}"[:200])
             continue
         f = ExtractedFact(*parts)
+        if _content_words(f.subject) == _content_words(f.object):
+            rejected.append(f"subject and object are the same: {f.text!r}"[:200])
+            continue
         if source is not None and not grounded(f, source):
             rejected.append(f"not grounded in the text: {f.text!r}"[:200])
             continue
