@@ -211,4 +211,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as a script, this file is `__main__`, a second copy on which the other parts'
+    # commands are not registered: hand over to the imported module.
+    from agent.cli import main as _main
+
+    _main()

@@ -108,11 +108,9 @@ def retry_delay(attempts: int, base_s: float, max_s: float) -> float:
 
 
 def consolidate_command(config_path: str | Path | None) -> list[str]:
-    """The nightly consolidation: `knowd [--config PATH] consolidate` in a fresh interpreter.
-
-    `-c` and not `-m agent.cli`: run as __main__, agent/cli.py would be a second copy
-    of the module and the commands registered by agent/cli_*.py would be missing."""
-    cmd = [sys.executable, "-c", "from agent.cli import main; main()"]
+    """The nightly consolidation: `knowd [--config PATH] consolidate` in a fresh interpreter
+    (`python -m agent`, which does not depend on the console script being on PATH)."""
+    cmd = [sys.executable, "-m", "agent"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     return cmd + ["consolidate"]

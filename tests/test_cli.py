@@ -165,3 +165,16 @@ def test_reindex_rebuilds_from_store(app, fake_llm, tmp_path: Path):
     r = run(app, "reindex")
     assert r.exit_code == 0 and "indexed 2 facts" in r.output
     assert app.index.count() == 2
+
+
+@pytest.mark.parametrize("module", ["agent", "agent.cli"])
+def test_python_dash_m_has_every_command(module: str) -> None:
+    """`python -m agent` (and `-m agent.cli`) is the same command as `knowd`, with the
+    commands the other parts register (bench, chat, run, consolidate)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for command in ("bench", "chat", "run", "consolidate", "serve", "facts"):
+        assert f"  {command}" in out.stdout

@@ -163,7 +163,7 @@ def test_extra_services_start_and_stop_with_the_daemon(make_app):
 def test_consolidation_runs_the_trainer_as_a_subprocess(make_app, tmp_path: Path, events: Events):
     cmd = consolidate_command(tmp_path / "config.yaml")
     assert cmd[0] == sys.executable and cmd[-3:] == ["--config", str(tmp_path / "config.yaml"), "consolidate"]
-    assert "-m" not in cmd  # `python -m agent.cli` would lack the commands other modules register
+    assert cmd[1:3] == ["-m", "agent"]
 
     marker = tmp_path / "consolidated"
     app = make_app(daemon={"consolidate_at": "03:30"})
