@@ -399,14 +399,20 @@ class OpenAICompatLLM:
         yield c.text
 
     def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
-        """Prompt log-probs via echo (vLLM, OpenAI legacy); mean over the choice's tokens."""
+        """Prompt log-probs via echo (vLLM, llama-cpp-python's server, OpenAI legacy); mean
+        over the choice's tokens.
+
+        max_tokens is 1, not 0: llama-cpp-python reads 0 as "until the context is full"
+        and would generate (and rank the 262k-word vocabulary for) every token of it.
+        The one generated token is ignored: only offsets inside prompt + choice count."""
         scores = []
         t0 = time.perf_counter()
         for ch in choices:
-            out = self._post({"model": self.model, "prompt": prompt + ch, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0})
+            full = prompt + ch
+            out = self._post({"model": self.model, "prompt": full, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0})
             lp = (out.get("choices") or [{}])[0].get("logprobs") or {}
             offsets, tlp = lp.get("text_offset") or [], lp.get("token_logprobs") or []
-            vals = [v for off, v in zip(offsets, tlp) if off >= len(prompt) and v is not None]
+            vals = [v for off, v in zip(offsets, tlp) if len(prompt) <= off < len(full) and v is not None]
             if not vals:
                 raise BackendError("LLM server does not return prompt logprobs (echo); choice scoring needs them")
             scores.append(sum(vals) / len(vals))

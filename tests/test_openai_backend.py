@@ -70,3 +70,12 @@ def test_constrained_completion_over_http(llama_server: str):
     assert c.prompt_tokens > 100 and c.completion_tokens > 0
     assert llm.meter.calls == 1 and llm.meter.by_step["extract"]["calls"] == 1
     assert all(f.subject and f.object for f in facts)
+
+
+@pytest.mark.integration
+def test_choice_scoring_over_http(llama_server: str):
+    """Choice scoring by prompt log-probs (echo) against a real llama_cpp.server."""
+    llm = OpenAICompatLLM(llama_server, "gemma", structured="grammar", n_ctx=1024, timeout_s=300)
+    s = llm.score_choices("Question: What is the capital of France?\nAnswer:", [" Berlin", " Paris"])
+    assert s[1] > s[0]
+    assert llm.meter.by_step["choices"]["calls"] == 1
