@@ -25,7 +25,9 @@ _TOKEN_DTYPE = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)
 def schema_to_gbnf(schema: dict[str, Any]) -> str:
     """GBNF for a JSON schema, keeping properties in the order the schema declares them
     (llama.cpp's converter sorts them alphabetically otherwise, putting "object"
-    before "subject", which confuses a small model)."""
+    before "subject", which confuses a small model), and with no control characters
+    inside strings: the converter's `char ::= [^"\\]` lets the model write a raw
+    newline or tab there, which JSON forbids (a CLARK article once failed that way)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     order: list[str] = []
@@ -42,7 +44,13 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
                 walk(v)
 
     walk(schema)
-    return json_schema_to_gbnf(json.dumps(schema), prop_order=order)
+    gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=order)
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+# a JSON string character as llama.cpp's own grammars write it (grammars/json.gbnf)
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 def _logits(llm: Any) -> np.ndarray:

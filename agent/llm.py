@@ -93,7 +93,9 @@ def complete_json(llm: LLM, prompt: str, schema: dict, *, step: str, max_tokens:
     """Constrained completion parsed as JSON. Raises ModelOutputError (with the raw text) if invalid."""
     c = llm.complete(prompt, schema=schema, max_tokens=max_tokens, step=step)
     try:
-        return json.loads(c.text), c
+        # strict=False: a raw tab or newline inside a string (a server whose grammar allows
+        # it) is kept as text rather than failing the document; callers normalise spaces
+        return json.loads(c.text, strict=False), c
     except json.JSONDecodeError as e:
         if c.truncated:  # ran out of tokens mid-JSON: keep the complete part, if any
             salvaged = close_truncated_json(c.text)

@@ -155,6 +155,19 @@ def test_truncated_output_keeps_complete_facts(app, fake_llm):
     assert r.status == "done" and current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
 
 
+def test_raw_control_character_in_a_string_is_kept_as_space(app, fake_llm):
+    """A tab or newline inside a JSON string (allowed by some servers' grammars) must not
+    fail the document; the llama.cpp grammar no longer allows it at all."""
+    from agent.llama_decode import _JSON_CHAR, schema_to_gbnf
+    from graphs.prompts import extract as extract_prompt
+
+    fake_llm.queue('{"facts": [{"subject": "Maria\tLopez", "relation": "is CEO\nof", "object": "Northwind"}]}')
+    r = ingest_document(D1, app.ingest_context())
+    assert r.status == "done"
+    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert any(line.startswith(_JSON_CHAR) for line in schema_to_gbnf(extract_prompt.schema(2)).splitlines())
+
+
 def test_close_truncated_json():
     from agent.llm import close_truncated_json
 
