@@ -62,6 +62,26 @@ def _time(value: str | None) -> datetime | None:
     return parse_time(value) if value else None
 
 
+def _as_of(value: str | None) -> datetime | None:
+    """An --as-of value: an ISO date/time, or a phrase as the chat's /asof takes it
+    ("March 2022", "2021", "end of 2020": a period means its end); now/None = None."""
+    from agent.errors import InputError
+    from graphs.time_intent import parse_when
+    from stores.types import utcnow
+
+    if not value:
+        return None
+    try:
+        return _time(value)
+    except InputError:
+        pass
+    try:
+        intent = parse_when(value, utcnow())
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return intent.end if intent.mode == "as_of" else None
+
+
 # ----------------------------------------------------------------------------- ingest
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
@@ -115,7 +135,7 @@ def _fact_line(f: Any, as_of: datetime | None) -> str:
 
 @cli.command()
 @click.option("--query", "-q", help="only facts related to this text (vector search)")
-@click.option("--as-of", "as_of", help="facts true at this time (ISO date/time)")
+@click.option("--as-of", "as_of", help='facts true at this time (2022-06-14, "March 2022", 2021)')
 @click.option("--history", is_flag=True, help="show each fact's true/false history")
 @click.option("--all", "all_", is_flag=True, help="include facts that are no longer true")
 @click.option("--limit", default=50, show_default=True)
@@ -124,7 +144,7 @@ def _fact_line(f: Any, as_of: datetime | None) -> str:
 def facts(ctx: click.Context, query: str | None, as_of: str | None, history: bool, all_: bool, limit: int, as_json: bool) -> None:
     """List facts true now (or at --as-of), optionally related to --query."""
     app = _app(ctx)
-    t = _time(as_of)
+    t = _as_of(as_of)
     if query:
         hits = app.index.query(query, limit * (3 if (all_ or t) else 1), current_only=not (all_ or t))
         found = app.store.get_facts([fid for fid, _ in hits])

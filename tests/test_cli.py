@@ -144,6 +144,12 @@ def test_facts_as_of_history_ops_and_revert(app, fake_llm, tmp_path: Path):
     assert "John Smith is CEO of Northwind." in now and "Maria Lopez" not in now
     then = run(app, "facts", "--as-of", "2021-01-01").output
     assert "Maria Lopez is CEO of Northwind." in then and "John Smith" not in then
+    for phrase in ("March 2021", "2021", "end of 2021"):  # the chat's /asof phrases
+        then = run(app, "facts", "--as-of", phrase).output
+        assert "Maria Lopez is CEO of Northwind." in then and "John Smith" not in then, phrase
+    assert "John Smith" in run(app, "facts", "--as-of", "August 2022").output
+    bad = run(app, "facts", "--as-of", "last blue moon")
+    assert bad.exit_code == 2 and "not a date or time" in one_error_line(bad)
     hist = run(app, "facts", "--all", "--history").output
     assert "false  make_false" in hist and "true   extract" in hist
     q = run(app, "facts", "--query", "who runs Northwind", "--all").output
