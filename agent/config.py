@@ -66,6 +66,10 @@ class IngestConfig(_Section):
     max_candidates: int = Field(24, ge=1, description="cap on facts sent to classification")
     classify_batch: int = Field(6, ge=1, description="facts classified per model call")
     max_new_facts: int = Field(8, ge=1, le=32, description="facts extracted per chunk")
+    extract_unit: Literal["chunk", "sentence"] = Field(
+        "chunk", description="extract from whole chunks (one call each), or from each sentence, "
+        "speakers resolved (one short call per sentence; better for small models, graphs/sentences.py)",
+    )
     duplicate_similarity: float = Field(0.93, ge=0, le=1, description="cosine above which a new fact duplicates a current one")
     max_attempts: int = Field(5, ge=1, description="tries before a document is marked failed for good")
     max_document_bytes: int = Field(5_000_000, ge=1, description="larger inputs are refused")

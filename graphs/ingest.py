@@ -37,6 +37,7 @@ from graphs.prompts import classify as classify_prompt
 from graphs.prompts import extract as extract_prompt
 from graphs.prompts import rewrite as rewrite_prompt
 from graphs.prompts.extract import ExtractedFact
+from graphs.sentences import sentences
 from stores.sqlite import Store, normalise_fact
 from stores.types import Document, Fact, Operation
 from stores.vector import FactIndex
@@ -111,7 +112,8 @@ class IngestState:
     chunks: list[str] = field(default_factory=list)
     i: int = 0  # the chunk being processed
     extracted: list[ExtractedFact] = field(default_factory=list)  # this chunk's, before dedupe
-    extract_call: int = -1
+    extract_call: int = -1  # the chunk's first extract call
+    extracted_calls: list[int] = field(default_factory=list)  # the call each extracted fact came from
     candidates: list[Candidate] = field(default_factory=list)  # this chunk's
     decisions: Annotated[list[Decision], operator.add] = field(default_factory=list)
     rewrites: Annotated[list[Rewrite], operator.add] = field(default_factory=list)
@@ -131,16 +133,19 @@ def _date(doc: Document) -> str:
 
 # ----------------------------------------------------------------------------- chunking
 def chunk_text(text: str, max_tokens: int, count_tokens) -> list[str]:  # noqa: ANN001
-    """Split on paragraphs, then sentences, then words, packing pieces up to `max_tokens`."""
+    """Split on paragraphs, then lines, then sentences, then words, packing pieces up to
+    `max_tokens`. Line breaks are kept (a chat log has one message per line)."""
     pieces: list[str] = []
     for para in re.split(r"\n\s*\n", text):
-        para = " ".join(para.split())
-        if not para:
+        lines = [" ".join(ln.split()) for ln in para.splitlines() if ln.strip()]
+        if not lines:
             continue
-        if count_tokens(para) <= max_tokens:
-            pieces.append(para)
+        if count_tokens("\n".join(lines)) <= max_tokens:
+            pieces.append("\n".join(lines))
             continue
-        for sent in re.split(r"(?<=[.!?])\s+", para):
+        for sent in (s for ln in lines for s in (
+            [ln] if count_tokens(ln) <= max_tokens else re.split(r"(?<=[.!?])\s+", ln)
+        )):
             if count_tokens(sent) <= max_tokens:
                 pieces.append(sent)
             else:  # a run-on "sentence": cut by words
@@ -174,18 +179,38 @@ def split(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]
 def extract(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
     ctx = runtime.context
     chunk = state.chunks[state.i]
-    prompt = extract_prompt.build(chunk, _date(state.doc), state.doc.title)
-    ref = len(state.calls)
-    obj, c = _json_call(ctx.llm, prompt, extract_prompt.schema(ctx.cfg.max_new_facts), "extract", extract_prompt.max_tokens(ctx.cfg.max_new_facts))
-    try:
-        facts, bad = extract_prompt.parse(obj, source=f"{state.doc.title or ''}\n{chunk}")
-    except ValueError as e:
-        raise _output_error("extract", str(e), c) from None
+    if ctx.cfg.extract_unit == "sentence":
+        units = [(s, extract_prompt.build_sentence(s), min(ctx.cfg.max_new_facts, extract_prompt.SENTENCE_MAX_FACTS))
+                 for s in sentences(chunk)]
+        source_head = ""
+    else:
+        units = [(chunk, extract_prompt.build(chunk, _date(state.doc), state.doc.title), ctx.cfg.max_new_facts)]
+        source_head = f"{state.doc.title or ''}\n"
+    facts: list[ExtractedFact] = []
+    fact_calls: list[int] = []
+    calls: list[CallRecord] = []
+    rejects: list[Reject] = []
+    seen: set[str] = set()
+    for text, prompt, n in units:
+        ref = len(state.calls) + len(calls)
+        obj, c = _json_call(ctx.llm, prompt, extract_prompt.schema(n), "extract", extract_prompt.max_tokens(n))
+        calls.append(_record(c))
+        try:
+            got, bad = extract_prompt.parse(obj, source=f"{source_head}{text}")
+        except ValueError as e:
+            raise _output_error("extract", str(e), c) from None
+        rejects += [Reject("extract", b, ref) for b in bad]
+        for f in got:
+            if f.text.lower() not in seen:
+                seen.add(f.text.lower())
+                facts.append(f)
+                fact_calls.append(ref)
     return {
         "extracted": facts,
-        "extract_call": ref,
-        "calls": [_record(c)],
-        "rejects": [Reject("extract", b, ref) for b in bad],
+        "extracted_calls": fact_calls,
+        "extract_call": len(state.calls),
+        "calls": calls,
+        "rejects": rejects,
     }
 
 
@@ -287,24 +312,25 @@ def dedupe(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any
     out: list[NewFact] = []
     rejects: list[Reject] = []
     sims = ctx.index.query_many([f.text for f in state.extracted], 1) if state.extracted else []
-    for f, hits in zip(state.extracted, sims):
+    calls = state.extracted_calls if len(state.extracted_calls) == len(state.extracted) else [state.extract_call] * len(state.extracted)
+    for f, hits, call in zip(state.extracted, sims, calls):
         key = normalise_fact(f.text)
         if key in pending:
             continue
         if key in falsified:
-            rejects.append(Reject("extract", f"'{f.text}' contradicts this document's own make_false", state.extract_call))
+            rejects.append(Reject("extract", f"'{f.text}' contradicts this document's own make_false", call))
             continue
         pending.add(key)
         same = ctx.store.find_by_norm(f.text)
         dup = same.id if same is not None and same.is_current else None
         if dup is None and hits and hits[0][1] >= ctx.cfg.duplicate_similarity:
             dup = hits[0][0]
-        out.append(NewFact(f, state.extract_call, dup))
+        out.append(NewFact(f, call, dup))
     return {"new_facts": out, "rejects": rejects}
 
 
 def next_chunk(state: IngestState) -> dict[str, Any]:
-    return {"i": state.i + 1, "extracted": [], "candidates": []}
+    return {"i": state.i + 1, "extracted": [], "extracted_calls": [], "candidates": []}
 
 
 def commit(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:

@@ -310,3 +310,59 @@ def test_retrieval_routes_find_related_facts(app, fake_llm, route):
     assert "Olivia Chen works at Initech." in prompt
     if route == "second-hop":  # Initech's hours are reached through Olivia's job
         assert "Initech opens 9 to 17." in prompt
+
+
+# ----------------------------------------------------------------------------- extract_unit: sentence
+CHAT = doc(
+    "chat1",
+    "Pablo Hughes: Hi Elena, how is work these days?\n"
+    "Elena Fischer: I work at Initech as an engineer.\n"
+    "Elena Fischer: My boss is Yara Ivanova. I earn 107,000 dollars a year.",
+    "2023-01-03",
+)
+
+
+def test_sentences_resolve_speakers_and_drop_questions():
+    from graphs.sentences import resolve_speaker, sentences
+
+    assert sentences(CHAT.text) == [
+        "Elena Fischer work at Initech as an engineer.",
+        "Elena Fischer's boss is Yara Ivanova.",
+        "Elena Fischer earn 107,000 dollars a year.",
+    ]
+    # chat-log connector lines carry a stamp; continuation lines belong to the speaker
+    assert sentences("[2024-01-02 10:00] Bob Stone: I'm moving to Oslo.\nmy cat comes with me.") == [
+        "Bob Stone is moving to Oslo. Bob Stone's cat comes with Bob Stone."
+    ]
+    # hard-wrapped prose is joined before it is cut into sentences; no speaker, no change
+    assert sentences("Acme said its chief, Jane\nDoe, will step down. I think so.") == [
+        "Acme said its chief, Jane Doe, will step down.", "I think so."
+    ]
+    assert resolve_speaker("No label here: I stay.") == "No label here: I stay."  # lower case: not a name
+
+
+def test_sentence_mode_makes_one_call_per_sentence(cfg, fake_llm):
+    from agent.app import App
+    from agent.embeddings import HashEmbedder
+
+    cfg.ingest.extract_unit = "sentence"
+    app = App(cfg, llm=fake_llm, embedder=HashEmbedder())
+    fake_llm.queue(
+        extracted(fact("Elena Fischer", "works at", "Initech")),
+        extracted(fact("Elena Fischer", "has the boss", "Yara Ivanova"), fact("Elena Fischer", "has the boss", "Kim Park")),
+        extracted(fact("Elena Fischer", "earns", "107,000 dollars a year"), fact("Elena Fischer", "works at", "Initech")),
+    )
+    r = ingest_document(CHAT, app.ingest_context())
+    assert r.status == "done"
+    prompts = [c.prompt for c in fake_llm.calls if c.step == "extract"]
+    assert len(prompts) == 3 and all(p.rstrip().endswith("Facts:") for p in prompts)
+    assert "Text: Elena Fischer's boss is Yara Ivanova.\nFacts:" in prompts[1]
+    assert "how is work" not in "".join(prompts)  # the question was never sent
+    assert sorted(current_texts(app.store)) == [
+        "Elena Fischer earns 107,000 dollars a year.", "Elena Fischer has the boss Yara Ivanova.", "Elena Fischer works at Initech.",
+    ]
+    # grounding is checked against each fact's own sentence (Initech is not in the third)
+    rej = sorted(o.detail for o in app.store.operations("chat1") if o.op == "reject")
+    assert len(rej) == 2 and "Kim Park" in rej[0] and "works at Initech" in rej[1]
+    assert len([c for c in app.store.model_calls("chat1") if c["step"] == "extract"]) == 3
+    app.close()

@@ -12,6 +12,20 @@ Text (2019-07-15, "Transfer news"): The midfielder Tom Hardy has joined Arsenal 
 Facts: {"facts": [{"subject": "Tom Hardy", "relation": "plays for", "object": "Arsenal"}, {"subject": "Tom Hardy", "relation": "no longer plays for", "object": "Leeds United"}, {"subject": "Tom Hardy", "relation": "is a", "object": "midfielder"}]}
 """
 
+# `ingest.extract_unit: sentence` (graphs/sentences.py): one short, third-person sentence
+# per call. Written after the synthetic-world benchmark showed the chunk prompt failing
+# on conversations, so two of its three examples are about work and pay (docs/benchmarks.md).
+_SENTENCE_EXAMPLE = """Text: Acme Corp said that its chief executive, Jane Doe, will step down; she will be replaced by Bob Lee.
+Facts: {"facts": [{"subject": "Bob Lee", "relation": "is the CEO of", "object": "Acme Corp"}, {"subject": "Jane Doe", "relation": "is no longer the CEO of", "object": "Acme Corp"}]}
+
+Text: Tom Hardy's boss is Ann Wu, and Tom Hardy's coworkers are Li Na and Raj Patel.
+Facts: {"facts": [{"subject": "Tom Hardy", "relation": "has the boss", "object": "Ann Wu"}, {"subject": "Tom Hardy", "relation": "works with", "object": "Li Na"}, {"subject": "Tom Hardy", "relation": "works with", "object": "Raj Patel"}]}
+
+Text: Sara Cole earns 50,000 dollars a year and Sara Cole enjoys chess.
+Facts: {"facts": [{"subject": "Sara Cole", "relation": "earns", "object": "50,000 dollars a year"}, {"subject": "Sara Cole", "relation": "enjoys", "object": "chess"}]}
+"""
+SENTENCE_MAX_FACTS = 4
+
 _PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "this", "that", "we", "i", "you"}
 
 
@@ -33,6 +47,11 @@ def build(chunk: str, date: str, title: str | None) -> str:
         "in full (never he/she/it/they); one fact per triple.\n\n"
         f"{_EXAMPLE}\nText ({head}): {chunk.strip()}\nFacts: "
     )
+
+
+def build_sentence(sentence: str) -> str:
+    """The prompt for one stand-alone sentence (`ingest.extract_unit: sentence`)."""
+    return f"Write the facts stated in the text as short triples.\n\n{_SENTENCE_EXAMPLE}\nText: {sentence.strip()}\nFacts: "
 
 
 def max_tokens(max_facts: int) -> int:
