@@ -112,7 +112,6 @@ class IngestState:
     chunks: list[str] = field(default_factory=list)
     i: int = 0  # the chunk being processed
     extracted: list[ExtractedFact] = field(default_factory=list)  # this chunk's, before dedupe
-    extract_call: int = -1  # the chunk's first extract call
     extracted_calls: list[int] = field(default_factory=list)  # the call each extracted fact came from
     candidates: list[Candidate] = field(default_factory=list)  # this chunk's
     decisions: Annotated[list[Decision], operator.add] = field(default_factory=list)
@@ -208,7 +207,6 @@ def extract(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, An
     return {
         "extracted": facts,
         "extracted_calls": fact_calls,
-        "extract_call": len(state.calls),
         "calls": calls,
         "rejects": rejects,
     }
@@ -312,8 +310,7 @@ def dedupe(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any
     out: list[NewFact] = []
     rejects: list[Reject] = []
     sims = ctx.index.query_many([f.text for f in state.extracted], 1) if state.extracted else []
-    calls = state.extracted_calls if len(state.extracted_calls) == len(state.extracted) else [state.extract_call] * len(state.extracted)
-    for f, hits, call in zip(state.extracted, sims, calls):
+    for f, hits, call in zip(state.extracted, sims, state.extracted_calls, strict=True):
         key = normalise_fact(f.text)
         if key in pending:
             continue

@@ -210,12 +210,8 @@ def _md_cell(s: Any) -> str:
 def render_md(blocks: list[Block]) -> str:
     out = []
     for kind, v in blocks:
-        if kind == "h1":
-            out.append(f"# {v}\n")
-        elif kind == "h2":
-            out.append(f"## {v}\n")
-        elif kind == "h3":
-            out.append(f"### {v}\n")
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"{'#' * int(kind[1])} {v}\n")
         elif kind == "p":
             out.append(f"{v}\n")
         elif kind == "img":
