@@ -1,1 +1,2 @@
-"""knowd's agent: daemon, CLI, HTTP API, configuration and model backends."""
+"""knowd's agent, the composition root: daemon, CLI, HTTP API, configuration and the model backends
+that it picks and hands to the graphs (docs/architecture.md)."""

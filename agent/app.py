@@ -1,8 +1,10 @@
 """The application object: configuration plus lazily built components.
 
-CLI commands, the daemon and the HTTP server all hold one `App`. Components are
-built on first use, so `knowd facts` never loads the LLM and nothing loads torch
-unless embeddings are actually needed.
+This is where knowd is wired together: the configured LLM backend
+(agent/llm.py), embedder (agent/embeddings.py) and vector index are picked here
+and handed to the graphs. CLI commands, the daemon and the HTTP server all hold
+one `App`. Components are built on first use, so `knowd facts` never loads the
+LLM and nothing loads a model unless it is actually needed.
 """
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ from functools import cached_property
 from typing import Any
 
 from agent.config import Config
-from agent.embeddings import Embedder, build_embedder
-from agent.llm import LLM, build_llm
+from agent.embeddings import build_embedder
+from agent.llm import build_llm
+from graphs.llm import LLM
 from stores.sqlite import Store
-from stores.vector import FactIndex, build_index
+from stores.vector import Embedder, FactIndex
+
+
+def build_index(cfg: Config, embedder: Embedder) -> FactIndex:
+    """The configured index: embedded Chroma under data_dir, or a Chroma server."""
+    if cfg.index.mode == "server":
+        return FactIndex(embedder, host=cfg.index.host, port=cfg.index.port, collection=cfg.index.collection)
+    return FactIndex(embedder, path=cfg.data_path / "chroma", collection=cfg.index.collection)
 
 
 class App:

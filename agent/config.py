@@ -1,8 +1,12 @@
 """config.yaml: one file, validated at start.
 
-Every section is a pydantic model with `extra="forbid"`, so a misspelt key is an
-error naming the key, not a silently ignored setting. Relative paths resolve
-against the directory holding config.yaml.
+Each package owns its section as a typed model: `ingest:` and `chat:` are
+graphs/config.py's, `consolidation:` is trainer/config.py's `TrainerConfig`;
+the daemon's, the server's and the backends' sections are here. `Config`
+composes them, so the whole file is validated when knowd starts. Every model
+forbids extra keys, so a misspelt key is an error naming the key, not a silently
+ignored setting. Code defaults equal the shipped config.yaml. Relative paths
+resolve against the directory holding config.yaml.
 """
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from agent.errors import ConfigError
+from graphs.config import ChatConfig, IngestConfig
+from trainer.config import TrainerConfig
+from trainer.errors import ConfigError as TrainerConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -55,24 +63,6 @@ class IndexConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     collection: str = "facts"
-
-
-class IngestConfig(_Section):
-    chunk_tokens: int = Field(400, ge=32, description="document chunk size in model tokens")
-    top_k_doc: int = Field(8, ge=0, description="facts retrieved by the chunk's embedding")
-    top_k_per_fact: int = Field(3, ge=0, description="facts retrieved per newly extracted fact")
-    same_subject: bool = Field(True, description="add facts sharing a subject/entity")
-    second_hop: bool = Field(True, description="add facts sharing a subject with retrieved ones")
-    max_candidates: int = Field(24, ge=1, description="cap on facts sent to classification")
-    classify_batch: int = Field(6, ge=1, description="facts classified per model call")
-    max_new_facts: int = Field(8, ge=1, le=32, description="facts extracted per chunk")
-    extract_unit: Literal["chunk", "sentence"] = Field(
-        "chunk", description="extract from whole chunks (one call each), or from each sentence, "
-        "speakers resolved (one short call per sentence; better for small models, graphs/sentences.py)",
-    )
-    duplicate_similarity: float = Field(0.93, ge=0, le=1, description="cosine above which a new fact duplicates a current one")
-    max_attempts: int = Field(5, ge=1, description="tries before a document is marked failed for good")
-    max_document_bytes: int = Field(5_000_000, ge=1, description="larger inputs are refused")
 
 
 class ConnectorConfig(_Section):
@@ -122,18 +112,6 @@ class ServerConfig(_Section):
     append_sources: bool = Field(True, description="end each API answer with its cited facts and sources")
 
 
-class ChatConfig(_Section):
-    top_k: int = Field(8, ge=1)
-    min_relevance: float = Field(0.25, ge=0, le=1, description="below this cosine nothing is 'known'")
-    max_tokens: int = Field(200, ge=1)
-    history_extra: int = Field(4, ge=0, description="history questions: extra facts on the same subjects")
-    max_sources: int = Field(3, ge=1, description="sources shown per fact")
-    max_question_chars: int = Field(4000, ge=1, description="longer questions are refused (the model's context is small)")
-    unmatched_name_relevance: float = Field(
-        0.6, ge=0, le=1, description="a question naming something no retrieved fact mentions is answered only above this cosine"
-    )
-
-
 class Config(_Section):
     data_dir: str = "data"
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -144,12 +122,24 @@ class Config(_Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
-    consolidation: dict[str, Any] = Field(
-        default_factory=dict, description="trainer settings, validated by trainer.config.TrainerConfig"
+    consolidation: TrainerConfig = Field(
+        default_factory=TrainerConfig, description="trainer settings (trainer.config.TrainerConfig, presets applied)"
     )
 
     # set by load_config: the folder relative paths resolve against
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("consolidation", mode="before")
+    @classmethod
+    def _trainer(cls, v: Any) -> Any:
+        if isinstance(v, TrainerConfig):
+            return v
+        if not isinstance(v, dict):
+            raise PydanticCustomError("consolidation", "must be a mapping of trainer settings")
+        try:  # the trainer's own reading: the preset first, then the other keys
+            return TrainerConfig.from_dict(v)
+        except TrainerConfigError as e:
+            raise PydanticCustomError("consolidation", str(e).removeprefix("consolidation: ")) from None
 
     def path(self, p: str | Path) -> Path:
         p = Path(os.path.expanduser(str(p)))

@@ -685,24 +685,12 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def last_consolidation(data_dir: Path) -> dict[str, Any] | None:
-    """The newest run record under data_dir/consolidation/ (written by the trainer), if any."""
-    import json
+    """The newest consolidation run record (trainer/runs.py), if any."""
+    from trainer.runs import latest_run
 
-    cdir = Path(data_dir) / "consolidation"
-    newest: tuple[str, dict[str, Any]] | None = None
-    for path in list(cdir.glob("runs/*/run.json")) + list(cdir.glob("*/run.json")):
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # being rewritten or damaged: the next newest will do
-        if not isinstance(rec, dict):
-            continue
-        key = str(rec.get("started_at") or "") + path.parent.name
-        if newest is None or key > newest[0]:
-            newest = (key, rec)
-    if newest is None:
+    rec = latest_run(data_dir)
+    if rec is None:
         return None
-    rec = newest[1]
     return {k: rec.get(k) for k in ("id", "status", "phase", "started_at", "finished_at", "reason")}
 
 

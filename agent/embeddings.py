@@ -1,24 +1,16 @@
 """Sentence embeddings: the bundled all-MiniLM-L6-v2 on CPU (NumPy, no torch), loaded once per process.
 
-`HashEmbedder` is a deterministic bag-of-words stand-in for fast unit tests; it is
-never used by the daemon unless a test passes it in.
+It implements the `Embedder` protocol of the vector index (stores/vector.py); the
+hashing stand-in for fast unit tests is stores/testing.py.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 import threading
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-
-class Embedder(Protocol):
-    dim: int
-
-    def embed(self, texts: list[str]) -> list[list[float]]: ...
+from stores.vector import Embedder
 
 
 class MiniLMEmbedder:
@@ -140,25 +132,6 @@ class _Bert:
             x = self._ln(x + self._dense(h.astype(np.float32), p + "output.dense"), p + "output.LayerNorm")
         pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-
-
-class HashEmbedder:
-    """Hashed bag of words (+ bigrams), L2-normalised. Fast, deterministic, test-only."""
-
-    def __init__(self, dim: int = 256):
-        self.dim = dim
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        out = []
-        for t in texts:
-            v = [0.0] * self.dim
-            words = re.findall(r"\w+", t.lower())
-            for tok in words + [a + " " + b for a, b in zip(words, words[1:])]:
-                h = int(hashlib.md5(tok.encode()).hexdigest(), 16)
-                v[h % self.dim] += 1.0 if (h >> 64) & 1 else -1.0
-            n = math.sqrt(sum(x * x for x in v)) or 1.0
-            out.append([x / n for x in v])
-        return out
 
 
 def build_embedder(cfg) -> Embedder:  # noqa: ANN001 - agent.config.Config

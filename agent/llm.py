@@ -1,17 +1,9 @@
-"""LLM backends: in-process llama.cpp (default), an OpenAI-compatible server, and a fake.
+"""LLM backends: in-process llama.cpp (default) and an OpenAI-compatible server, and the
+factory that picks one from config.yaml.
 
-All backends share one small interface (`LLM`):
-
-* `complete(prompt, schema=..., ...)` – greedy (temperature 0) completion; with a
-  JSON schema the decoding is constrained (llama.cpp grammar, or the server's
-  structured-output field) so the small model cannot produce invalid JSON;
-* `score_choices(prompt, choices)` – mean log-likelihood of each continuation,
-  which is how a 270M model answers multiple choice better than by generating;
-* `stream(prompt)` – tokens as they are produced (chat);
-* `count_tokens(text)`.
-
-Every call is metered (`Meter`) and every completion is returned as a
-`Completion` carrying its prompt, output and token counts so callers can log it.
+Both implement the `LLM` protocol the graphs consume (graphs/llm.py: `complete`,
+`score_choices`, `stream`, `count_tokens`, metered, returning `Completion`s); the
+scripted fake for tests is graphs/testing.py.
 """
 from __future__ import annotations
 
@@ -20,128 +12,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from agent.errors import BackendError, ModelOutputError
-
-
-@dataclass
-class Completion:
-    text: str
-    prompt: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    model: str
-    step: str = ""
-    truncated: bool = False  # generation stopped at max_tokens
-
-
-@dataclass
-class Meter:
-    """Totals of model use; `by_step` splits them by the caller's step name."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    by_step: dict[str, dict[str, float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, step: str, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
-        with self._lock:
-            self.calls += 1
-            self.prompt_tokens += prompt_tokens
-            self.completion_tokens += completion_tokens
-            self.seconds += seconds
-            s = self.by_step.setdefault(step or "other", {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0})
-            s["calls"] += 1
-            s["prompt_tokens"] += prompt_tokens
-            s["completion_tokens"] += completion_tokens
-            s["seconds"] += seconds
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "calls": self.calls, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 3),
-                "by_step": {k: dict(v) for k, v in self.by_step.items()},
-            }
-
-
-class LLM(Protocol):
-    name: str
-    n_ctx: int
-    meter: Meter
-
-    def complete(
-        self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
-    ) -> Completion: ...
-
-    def score_choices(self, prompt: str, choices: list[str], step: str = "") -> list[float]: ...
-
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-
-def complete_json(llm: LLM, prompt: str, schema: dict, *, step: str, max_tokens: int = 384) -> tuple[Any, Completion]:
-    """Constrained completion parsed as JSON. Raises ModelOutputError (with the raw text) if invalid."""
-    c = llm.complete(prompt, schema=schema, max_tokens=max_tokens, step=step)
-    try:
-        # strict=False: a raw tab or newline inside a string (a server whose grammar allows
-        # it) is kept as text rather than failing the document; callers normalise spaces
-        return json.loads(c.text, strict=False), c
-    except json.JSONDecodeError as e:
-        if c.truncated:  # ran out of tokens mid-JSON: keep the complete part, if any
-            salvaged = close_truncated_json(c.text)
-            if salvaged is not None:
-                return salvaged, c
-        err = ModelOutputError(f"{step}: model output is not valid JSON ({e.msg})", raw=c.text, step=step)
-        err.completion = c  # type: ignore[attr-defined]
-        raise err from None
-
-
-def close_truncated_json(text: str) -> Any | None:
-    """Parse JSON cut off by a token limit: drop the incomplete tail back to the last
-    complete value and close the open brackets. None if nothing complete remains."""
-    stack: list[str] = []
-    cuts: list[tuple[int, list[str]]] = []  # (end of a complete value, brackets open there)
-    in_str = esc = False
-    for i, ch in enumerate(text):
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-                if stack and stack[-1] == "[":
-                    cuts.append((i + 1, list(stack)))
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch == "," and stack and stack[-1] == "[":
-            cuts.append((i, list(stack)))  # e.g. after a number in an array
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}":
-            if not stack:
-                return None
-            stack.pop()
-            cuts.append((i + 1, list(stack)))
-    for end, open_ in reversed(cuts):
-        candidate = text[:end] + "".join("]" if b == "[" else "}" for b in reversed(open_))
-        try:
-            return json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-    return None
-
+from graphs.llm import LLM, BackendError, Completion, Meter
 
 # ---------------------------------------------------------------------------- llama.cpp
 class LlamaCppLLM:
@@ -422,86 +297,11 @@ class OpenAICompatLLM:
         return scores
 
 
-# ---------------------------------------------------------------------------- fake (tests, benchmarks)
-@dataclass
-class FakeCall:
-    prompt: str
-    schema: dict | None
-    step: str
-    max_tokens: int
-
-
-class FakeLLM:
-    """A scripted LLM for tests: answers from a queue (or a responder function) and
-    records every call, so tests can assert on what reached the model.
-
-    Queue items may be strings or JSON-able objects (dumped to JSON), or exceptions
-    (raised, to simulate a failing backend).
-    """
-
-    def __init__(
-        self, answers: list[Any] | None = None,
-        responder: Callable[[str, dict | None, str], Any] | None = None,
-        choice_scorer: Callable[[str, list[str]], list[float]] | None = None,
-        n_ctx: int = 2048,
-    ):
-        self.answers = list(answers or [])
-        self.responder = responder
-        self.choice_scorer = choice_scorer
-        self.calls: list[FakeCall] = []
-        self.name = "fake"
-        self.n_ctx = n_ctx
-        self.meter = Meter()
-
-    def count_tokens(self, text: str) -> int:
-        return max(1, len(text.split()))
-
-    def queue(self, *answers: Any) -> None:
-        self.answers.extend(answers)
-
-    def complete(
-        self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
-    ) -> Completion:
-        self.calls.append(FakeCall(prompt, schema, step, max_tokens))
-        if self.answers:
-            ans = self.answers.pop(0)
-        elif self.responder is not None:
-            ans = self.responder(prompt, schema, step)
-        else:
-            raise AssertionError(f"FakeLLM: no answer queued for step {step!r}")
-        if isinstance(ans, BaseException):
-            raise ans
-        truncated = isinstance(ans, FakeLLM.Truncated)
-        if truncated:
-            ans = ans.text
-        text = ans if isinstance(ans, str) else json.dumps(ans)
-        pt, ct = self.count_tokens(prompt), self.count_tokens(text)
-        self.meter.add(step, pt, ct, 0.0)
-        return Completion(text, prompt, pt, ct, 0.0, self.name, step, truncated)
-
-    @dataclass
-    class Truncated:
-        """Queue this to simulate output cut off at max_tokens."""
-
-        text: str
-
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
-        c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream")
-        for word in c.text.split(" "):
-            yield word + " "
-
-    def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
-        self.calls.append(FakeCall(prompt, {"choices": choices}, step, 0))
-        if self.choice_scorer is None:
-            raise AssertionError("FakeLLM: no choice_scorer given")
-        return self.choice_scorer(prompt, choices)
-
-
 # ---------------------------------------------------------------------------- factory
 def build_llm(cfg: Any) -> LLM:
     """The configured backend. `cfg` is agent.config.Config."""
     from agent.models import ensure_gguf
+    from trainer.adapters import live_path
 
     c = cfg.llm
     if c.backend == "openai":
@@ -510,4 +310,4 @@ def build_llm(cfg: Any) -> LLM:
             c.openai.base_url, c.openai.model, key, c.openai.timeout_s, c.openai.structured, c.n_ctx
         )
     path = cfg.path(c.model_path) if c.model_path else ensure_gguf(cfg.data_path)
-    return LlamaCppLLM(path, c.n_ctx, c.n_threads, c.seed, adapter_file=cfg.data_path / "adapters" / "live.json")
+    return LlamaCppLLM(path, c.n_ctx, c.n_threads, c.seed, adapter_file=live_path(cfg.data_path))

@@ -239,7 +239,9 @@ def used_fact_json(u: UsedFact) -> dict[str, Any]:
 
 def adapter_status(app: App) -> dict[str, Any]:
     """The live adapter as the trainer published it (live.json), and as the loaded backend has it."""
-    path = app.cfg.data_path / "adapters" / "live.json"
+    from trainer.adapters import live_path
+
+    path = live_path(app.cfg.data_path)
     try:
         live = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

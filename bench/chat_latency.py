@@ -69,7 +69,7 @@ def synthetic_facts(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """n distinct facts (subject, relation, object, text, history) in a fixed order, so
     the first 1k of the 100k are the 1k set."""
     rng = random.Random(seed)
-    people = [f"{f} {l}" for f in FIRST for l in LAST]
+    people = [f"{f} {s}" for f in FIRST for s in LAST]
     companies = [f"{a}{b} {k}" for a in ADJ for b in NOUN for k in KIND]
     rng.shuffle(people)
     rng.shuffle(companies)
@@ -186,7 +186,8 @@ def build_store(folder: Path, facts: list[dict[str, Any]], embedder: Any) -> tup
 
 # ----------------------------------------------------------------------------- measurements
 def retrieval_latency(store: Any, index: Any, facts: list[dict[str, Any]], queries: int, k: int) -> dict[str, list[float]]:
-    from graphs.retrieval import content_terms, hybrid_search
+    from graphs.retrieval import hybrid_search
+    from graphs.text import content_terms
 
     rng = random.Random(1)
     sample = [rng.choice(facts) for _ in range(queries)]
@@ -230,13 +231,13 @@ def answer_latency(store: Any, index: Any, facts: list[dict[str, Any]], n: int, 
     rng = random.Random(2)
     current = [f for f in facts if len(f["history"]) == 1 or f["history"][-1][1]]
     agent.ask(question_for(current[0], rng))  # warm-up
-    first, total, toks, retr = [], [], [], []
+    first, total, toks = [], [], []
     for f in rng.sample(current, n):
         q = question_for(f, rng)
         start = time.perf_counter()
         seen: list[float] = []
         t_before = llm.meter.snapshot()
-        r = agent.ask(q, on_token=lambda _t: seen.append(time.perf_counter()))
+        agent.ask(q, on_token=lambda _t: seen.append(time.perf_counter()))
         end = time.perf_counter()
         total.append(end - start)
         if seen:
@@ -273,7 +274,8 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     data = Path(args.data_dir)
 
-    from agent.embeddings import HashEmbedder, MiniLMEmbedder
+    from agent.embeddings import MiniLMEmbedder
+    from stores.testing import HashEmbedder
 
     inner = MiniLMEmbedder() if args.embedder == "minilm" else HashEmbedder(dim=384)
     name = "minilm" if args.embedder == "minilm" else "hash"

@@ -88,9 +88,9 @@ def run(mode: str, items: int, workdir: Path) -> dict[str, float]:
     from agent.app import App
     from agent.config import config_from_dict, load_config
     from agent.daemon import Daemon
-    from agent.llm import FakeLLM
     from agent.logging_setup import setup_logging
     from agent.models import ensure_gguf
+    from graphs.testing import FakeLLM
 
     setup_logging("json", "warning")  # the figures are the output; only problems are logged
     feed = workdir / f"{mode}.xml"
@@ -99,6 +99,7 @@ def run(mode: str, items: int, workdir: Path) -> dict[str, float]:
         "data_dir": str(workdir / f"data-{mode}"),
         "connectors": [{"name": "bench", "kind": "feed", "options": {"url": str(feed)}}],
         "daemon": {"consolidate_at": None},
+        "ingest": {"extract_unit": "chunk"},  # the stub answers one fact per chunk (config.yaml extracts by sentence)
     }
     if mode == "real":
         # the model assembled once in the repository's data dir, not 250 MB per run

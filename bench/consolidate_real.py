@@ -31,8 +31,8 @@ def main() -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
 
-    from trainer.__main__ import load_config
-    from trainer.config import TrainerConfig
+    from agent.models import ensure_gguf
+    from trainer.config import TrainerConfig, parse_sets
     from trainer.report import metrics_table
     from trainer.run import consolidate
     from trainer.selection import MemoryStore, facts_from_jsonl
@@ -44,9 +44,9 @@ def main() -> int:
     dd.mkdir(parents=True, exist_ok=True)
     if args.models_from and not (dd / "models").exists():
         (dd / "models").symlink_to(Path(args.models_from).resolve() / "models")
-    cfg = TrainerConfig.from_dict(load_config(None, args.set))
+    cfg = TrainerConfig.from_dict(parse_sets(args.set))
     t0 = time.monotonic()
-    res = consolidate(cfg, MemoryStore(facts), dd, progress=not args.no_progress)
+    res = consolidate(cfg, MemoryStore(facts), dd, progress=not args.no_progress, base_gguf=lambda: ensure_gguf(dd))
     wall = time.monotonic() - t0
     rec = json.loads((res.run_dir / "run.json").read_text())
     print()

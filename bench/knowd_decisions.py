@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.benchmark.stream import read_stream  # noqa: E402
+from bench.harness.stream import read_stream  # noqa: E402
 from stores.sqlite import Store  # noqa: E402
 
 

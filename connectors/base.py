@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agent.errors import KnowdError
+from stores.errors import KnowdError
 from stores.types import Document
 
 

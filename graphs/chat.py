@@ -32,13 +32,14 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.config import ChatConfig
-from agent.errors import KnowdError
-from agent.llm import LLM
-from graphs.prompts import answer as answer_prompt
+from graphs import answer as answering
+from graphs.config import ChatConfig
+from graphs.llm import LLM
 from graphs.prompts import chat as chat_prompt
-from graphs.retrieval import Hit, changed_during, content_terms, hybrid_search
+from graphs.retrieval import Hit, changed_during, hybrid_search
+from graphs.text import content_terms
 from graphs.time_intent import TimeIntent, parse_time_intent
+from stores.errors import KnowdError
 from stores.sqlite import Store
 from stores.types import Fact, HistoryEntry, utcnow
 from stores.vector import FactIndex
@@ -417,10 +418,10 @@ def _stream(ctx: ChatContext, prompt: str, max_tokens: int, write: Callable[[Any
 
 
 def choose(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Multiple choice by likelihood (graphs/prompts/answer.choose)."""
+    """Multiple choice by likelihood (graphs/answer.choose)."""
     if not state.choices:
         raise ChatError("multiple-choice mode needs choices")
-    c = answer_prompt.choose(
+    c = answering.choose(
         runtime.context.llm, state.question, state.choices, _context_lines(state.facts), _date_for_choices(state.intent)
     )
     runtime.stream_writer(c.text)
@@ -428,10 +429,10 @@ def choose(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
 
 
 def choose_set(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """List answers: every choice the model judges right (graphs/prompts/answer.choose_set)."""
+    """List answers: every choice the model judges right (graphs/answer.choose_set)."""
     if not state.choices:
         raise ChatError("list mode needs choices")
-    picked = answer_prompt.choose_set(
+    picked = answering.choose_set(
         runtime.context.llm, state.question, state.choices, _context_lines(state.facts), _date_for_choices(state.intent)
     )
     text = ", ".join(picked)

@@ -30,14 +30,15 @@ from typing import Annotated, Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agent.config import IngestConfig
-from agent.errors import BackendError, InputError, ModelOutputError
-from agent.llm import LLM, Completion, complete_json
+from graphs import guards
+from graphs.config import IngestConfig
+from graphs.llm import LLM, BackendError, Completion, ModelOutputError, complete_json
 from graphs.prompts import classify as classify_prompt
 from graphs.prompts import extract as extract_prompt
 from graphs.prompts import rewrite as rewrite_prompt
 from graphs.prompts.extract import ExtractedFact
 from graphs.sentences import sentences
+from stores.errors import InputError
 from stores.sqlite import Store, normalise_fact
 from stores.types import Document, Fact, Operation
 from stores.vector import FactIndex
@@ -264,10 +265,10 @@ def classify(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, A
         for k, cand in enumerate(batch, 1):
             label = labels.get(k, "no_change")
             old = (cand.fact.subject, cand.fact.relation, cand.fact.object)
-            if label != "make_false" and any(classify_prompt.negates((f.subject, f.relation, f.object), old) for f in state.extracted):
+            if label != "make_false" and any(guards.negates((f.subject, f.relation, f.object), old) for f in state.extracted):
                 rejects.append(Reject("classify", f"label {label!r} for {cand.fact.id} overridden: the document negates it", ref))
                 label = "make_false"
-            elif label == "make_false" and not classify_prompt.linked(old, chunk, entities):
+            elif label == "make_false" and not guards.linked(old, chunk, entities):
                 rejects.append(Reject("classify", f"make_false for {cand.fact.id} ignored: it shares no entity with the document", ref))
                 label = "no_change"
             decisions.append(Decision(cand.fact.id, cand.fact.text, label, ref))

@@ -7,28 +7,15 @@ searches everything (history questions).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from graphs.text import content_terms
 from stores.sqlite import Store
 from stores.types import Fact
 from stores.vector import FactIndex
 
 RRF_K = 60  # the constant from Cormack et al.; damps the weight of top ranks
-
-# Question words and function words: BM25 over "who", "was", "the" matches every
-# fact, which both adds noise to the fusion and makes "a lexical hit" meaningless
-# as evidence that anything relevant is known.
-STOPWORDS = frozenset(
-    """a an the and or but if of to in on at by for from with about as into over after before
-    between under again further then once here there when where why how what which who whom whose
-    this that these those am is are was were be been being have has had having do does did doing
-    will would shall should can could may might must i me my we our you your he him his she her it
-    its they them their not no nor so than too very s t just also any all each both few more most
-    other some such only own same up down out off during until while tell know say said please
-    now currently current today still ever""".split()
-)
 
 
 @dataclass
@@ -37,11 +24,6 @@ class Hit:
     score: float  # fused RRF score, higher is better
     dense: float | None  # cosine similarity, when the dense route found it
     lexical: float | None = None  # BM25 (lower is better), when the lexical route found it
-
-
-def content_terms(query: str) -> list[str]:
-    """The query's words minus stop words, in order, without repeats."""
-    return list(dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS))
 
 
 def true_during(fact: Fact, start: datetime | None, end: datetime | None) -> bool:

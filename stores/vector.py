@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from agent.embeddings import Embedder
 from stores.sqlite import Store
 from stores.types import Fact
 
 log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What the index needs to turn text into vectors (agent/embeddings.py has the MiniLM one;
+    stores/testing.py a hashing one for tests). Vectors are L2-normalised: cosine = dot."""
+
+    dim: int
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
 class FactIndex:
@@ -101,9 +109,3 @@ class FactIndex:
         store.clear_index_queue(store.pending_index(10**9))
         return len(facts)
 
-
-def build_index(cfg: Any, embedder: Embedder) -> FactIndex:
-    """The configured index (agent.config.Config)."""
-    if cfg.index.mode == "server":
-        return FactIndex(embedder, host=cfg.index.host, port=cfg.index.port, collection=cfg.index.collection)
-    return FactIndex(embedder, path=cfg.data_path / "chroma", collection=cfg.index.collection)

@@ -34,12 +34,14 @@ def shared_data() -> Path:
 def cfg(tmp_path: Path):
     from agent.config import config_from_dict
 
-    return config_from_dict({"data_dir": str(tmp_path / "data")}, base_dir=tmp_path)
+    # whole-chunk extraction: the unit tests queue the fake model's answers one chunk at a time
+    # (config.yaml's default, extraction by sentence, has tests of its own)
+    return config_from_dict({"data_dir": str(tmp_path / "data"), "ingest": {"extract_unit": "chunk"}}, base_dir=tmp_path)
 
 
 @pytest.fixture
 def fake_llm():
-    from agent.llm import FakeLLM
+    from graphs.testing import FakeLLM
 
     return FakeLLM()
 
@@ -48,7 +50,7 @@ def fake_llm():
 def app(cfg, fake_llm):
     """An App over a temp data dir with the fake LLM and the hashing embedder."""
     from agent.app import App
-    from agent.embeddings import HashEmbedder
+    from stores.testing import HashEmbedder
 
     a = App(cfg, llm=fake_llm, embedder=HashEmbedder())
     yield a

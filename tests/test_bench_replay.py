@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from agent.benchmark import analysis
-from agent.benchmark.runner import BenchOptions, run_benchmark
-from agent.benchmark.stream import Question, read_stream
-from agent.benchmark.systems import SYSTEMS
-from agent.benchmark.world import generate_world
-from agent.embeddings import HashEmbedder
-from agent.llm import FakeLLM
+from bench.harness import analysis
+from bench.harness.runner import BenchOptions, run_benchmark
+from bench.harness.stream import Question, read_stream
+from bench.harness.systems import SYSTEMS
+from bench.harness.world import generate_world
+from stores.testing import HashEmbedder
+from graphs.testing import FakeLLM
 from tests.helpers import doc, extracted, fact
 
 
@@ -106,7 +106,7 @@ def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg
 
 def test_knowd_answers_from_facts_true_at_question_time(tmp_path: Path, cfg) -> None:  # noqa: ANN001
     """Each answer sees the facts true at its own time: the old CEO before the change, the new one after."""
-    from agent.benchmark.stream import Stream
+    from bench.harness.stream import Stream
 
     d1 = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01")
     d2 = doc("d2", "John Smith replaced Maria Lopez as CEO of Northwind.", "2022-06-01")
@@ -175,7 +175,7 @@ def test_diagnose_causes() -> None:
 
 
 def test_chance_accuracy() -> None:
-    from agent.benchmark.runner import chance_accuracy
+    from bench.harness.runner import chance_accuracy
 
     t = datetime(2022, 1, 1, tzinfo=timezone.utc)
     qs = [Question("a", t, "?", ["no", "yes"], "no"), Question("b", t, "?", ["x", "y"], ["x"])]
@@ -222,7 +222,7 @@ def test_cli_generate_and_default_run(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_long_context_fits_the_window(tmp_path: Path, cfg) -> None:  # noqa: ANN001
     """Dated, numbered lines cost more than their text: the prompt must still fit n_ctx
     (a real run once overflowed by ~50 tokens), and a lone huge document is cut to fit."""
-    from agent.benchmark.systems import BenchEnv, LongContextSystem
+    from bench.harness.systems import BenchEnv, LongContextSystem
     from graphs.prompts import answer as answer_prompt
 
     prompts: list[str] = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.benchmark.scoring import is_correct, normalise, summarise, updates_bucket
+from bench.harness.scoring import is_correct, normalise, summarise, updates_bucket
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.benchmark.runner import BenchOptions, prepare
-from agent.benchmark.stream import (
+from bench.harness.runner import BenchOptions, prepare
+from bench.harness.stream import (
     Question,
     Stream,
     parse_stream,

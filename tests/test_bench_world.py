@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.benchmark.stream import read_stream, write_stream
-from agent.benchmark.world import JOB_DOWNSTREAM, KINDS, WorldState, generate_world, money
+from bench.harness.stream import read_stream, write_stream
+from bench.harness.world import JOB_DOWNSTREAM, KINDS, WorldState, generate_world, money
 from agent.errors import InputError
 
 

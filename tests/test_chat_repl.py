@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.cli_chat import using_app
+from agent.cli.chat import using_app
 from tests.test_chat_graph import JOEL, JOHN, MARIA, OSLO, answer_citing, facts_in, seed_northwind
 
 

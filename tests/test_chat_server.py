@@ -13,7 +13,7 @@ import pytest
 from openai import OpenAI
 
 from agent.errors import BackendError
-from agent.llm import FakeLLM
+from graphs.testing import FakeLLM
 from agent.server import ServerError, check_bind, start_server
 from graphs.ingest import ingest_document
 from tests.helpers import doc, extracted, fact
@@ -271,7 +271,7 @@ class SlowLockingLLM(FakeLLM):
 
 def test_client_leaving_mid_stream_frees_the_model(cfg, tmp_path):
     from agent.app import App
-    from agent.embeddings import HashEmbedder
+    from stores.testing import HashEmbedder
 
     llm = SlowLockingLLM()
     app = App(cfg, llm=llm, embedder=HashEmbedder())
@@ -354,7 +354,7 @@ def test_knowd_serve_refuses_a_public_address_without_token(app, monkeypatch):
     from click.testing import CliRunner
 
     from agent.cli import cli
-    from agent.cli_chat import using_app
+    from agent.cli.chat import using_app
 
     monkeypatch.delenv("KNOWD_TOKEN", raising=False)
     with using_app(app):

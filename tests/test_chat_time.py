@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from graphs.retrieval import content_terms, true_during
+from graphs.retrieval import true_during
+from graphs.text import content_terms
 from graphs.time_intent import parse_time_intent, parse_when
 from stores.types import Fact, HistoryEntry
 

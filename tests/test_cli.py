@@ -33,6 +33,8 @@ def one_error_line(result) -> str:  # noqa: ANN001
         ("llm: [1, 2\n", "not valid YAML"),
         ("daemon:\n  consolidate_at: '25:00'\n", "daemon.consolidate_at: "),
         ("connectors:\n  - {name: a, kind: feed}\n  - {name: a, kind: feed}\n", "duplicate name 'a'"),
+        ("consolidation:\n  learning_rat: 1\n", "consolidation: unknown key 'learning_rat'"),
+        ("consolidation:\n  lora_r: many\n", "consolidation: lora_r: "),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, yaml_text: str, expected: str):
@@ -54,6 +56,25 @@ def test_shipped_config_is_valid():
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
     assert cfg.llm.backend == "llama_cpp" and cfg.llm.model_path is None
+
+
+def test_code_defaults_equal_the_shipped_config():
+    """Every section's defaults (agent, graphs, trainer) are what config.yaml ships; only the
+    sample connectors are the file's own."""
+    from agent.config import Config, load_config
+
+    shipped = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
+    assert shipped.ingest.extract_unit == "sentence"
+    assert Config().model_dump(exclude={"connectors"}) == shipped.model_dump(exclude={"connectors"})
+
+
+def test_consolidation_commands_call_the_trainer(app):
+    r = run(app, "consolidate")
+    assert r.exit_code == 0 and r.output.strip() == "skipped: no facts changed since the beginning"
+    assert not (app.cfg.data_path / "models").exists()  # nothing to train: the model is never assembled
+    assert run(app, "adapters", "list").output.strip() == "no adapters yet"
+    assert "no adapter version 'v0042'" in one_error_line(run(app, "adapters", "use", "v0042"))
+    assert "consolidation: unknown key 'learning_rat'" in one_error_line(run(app, "consolidate", "--set", "learning_rat=1"))
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli import cli
-from agent.cli_daemon import add_connector_text
+from agent.cli.daemon import add_connector_text
 from agent.config import load_config
 from agent.errors import ConfigError
 
@@ -137,8 +137,8 @@ def test_connectors_test_shows_documents_and_changes_nothing(config: Path):
 def test_status_shows_daemon_connectors_inbox_facts_and_consolidation(config: Path, tmp_path: Path):
     from agent.app import App
     from agent.daemon import Daemon
-    from agent.embeddings import HashEmbedder
-    from agent.llm import FakeLLM
+    from stores.testing import HashEmbedder
+    from graphs.testing import FakeLLM
 
     code, out = knowd(config, "status")
     assert code == 0 and "never run" in out and "none yet" in out and "waiting" in out

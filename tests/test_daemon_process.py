@@ -32,8 +32,8 @@ CHILD = textwrap.dedent(
     from agent.app import App
     from agent.config import load_config
     from agent.daemon import Daemon, run_daemon
-    from agent.embeddings import HashEmbedder
-    from agent.llm import FakeLLM
+    from stores.testing import HashEmbedder
+    from graphs.testing import FakeLLM
     from stores.sqlite import Store
 
     config_path, delay, kill_enqueue, kill_finish = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

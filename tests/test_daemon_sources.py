@@ -20,8 +20,8 @@ import pytest
 from agent.app import App
 from agent.config import config_from_dict
 from agent.daemon import Daemon, poll_delay
-from agent.embeddings import HashEmbedder
-from agent.llm import FakeLLM
+from stores.testing import HashEmbedder
+from graphs.testing import FakeLLM
 from tests.test_daemon_process import write_feed
 
 INTERVAL = 0.25

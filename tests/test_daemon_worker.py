@@ -16,9 +16,9 @@ import agent.daemon as daemon_mod
 from agent.app import App
 from agent.config import config_from_dict
 from agent.daemon import Daemon, DaemonError, consolidate_command, daemon_pid, retry_delay
-from agent.embeddings import HashEmbedder
+from stores.testing import HashEmbedder
 from agent.errors import BackendError
-from agent.llm import FakeLLM
+from graphs.testing import FakeLLM
 from stores.types import Document
 from tests.test_daemon_sources import Events, events  # noqa: F401 - fixture
 

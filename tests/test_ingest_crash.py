@@ -26,8 +26,8 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from agent.app import App
     from agent.config import config_from_dict
-    from agent.embeddings import HashEmbedder
-    from agent.llm import FakeLLM
+    from stores.testing import HashEmbedder
+    from graphs.testing import FakeLLM
     from graphs.ingest import ingest_document
     from stores.sqlite import Store
     from stores.vector import FactIndex
@@ -73,7 +73,7 @@ CHILD = textwrap.dedent(
             return orig_s(self, store, *a, **k)
         FactIndex.sync = sync
 
-    cfg = config_from_dict({{"data_dir": data}})
+    cfg = config_from_dict({{"data_dir": data, "ingest": {{"extract_unit": "chunk"}}}})  # the responder reads chunk prompts
     app = App(cfg, llm=FakeLLM(responder=answer), embedder=HashEmbedder())
     which = sys.argv[4]
     d = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01") if which == "d1" else \\

@@ -147,7 +147,7 @@ def test_invalid_label_and_malformed_rewrite_fail_cleanly(app, fake_llm):
 
 
 def test_truncated_output_keeps_complete_facts(app, fake_llm):
-    from agent.llm import FakeLLM
+    from graphs.testing import FakeLLM
 
     cut = '{"facts": [{"subject": "Maria Lopez", "relation": "is CEO of", "object": "Northwind"}, {"subject": "Maria Lo'
     fake_llm.queue(FakeLLM.Truncated(cut))
@@ -169,7 +169,7 @@ def test_raw_control_character_in_a_string_is_kept_as_space(app, fake_llm):
 
 
 def test_close_truncated_json():
-    from agent.llm import close_truncated_json
+    from graphs.llm import close_truncated_json
 
     assert close_truncated_json('{"a": [1, 2, {"b": "x') == {"a": [1, 2]}
     assert close_truncated_json(r'{"a": ["x\"y", "z') == {"a": ['x"y']}  # escaped quote inside a string
@@ -257,7 +257,7 @@ def test_make_false_needs_a_link_to_the_document(app, fake_llm):
 
 
 def test_negation_rule():
-    from graphs.prompts.classify import negates
+    from graphs.guards import negates
 
     assert negates(("A", "is no longer the CEO of", "B"), ("A", "is CEO of", "B"))
     assert negates(("A", "formerly worked at", "B"), ("a", "worked at", "b"))
@@ -339,7 +339,7 @@ def test_sentences_resolve_speakers_and_drop_questions():
 
 def test_sentence_mode_makes_one_call_per_sentence(cfg, fake_llm):
     from agent.app import App
-    from agent.embeddings import HashEmbedder
+    from stores.testing import HashEmbedder
 
     cfg.ingest.extract_unit = "sentence"
     app = App(cfg, llm=fake_llm, embedder=HashEmbedder())

@@ -25,7 +25,7 @@ def real_app(tmp_path_factory):
     from agent.config import config_from_dict
 
     data = tmp_path_factory.mktemp("real") / "data"
-    cfg = config_from_dict({"data_dir": str(data)})
+    cfg = config_from_dict({"data_dir": str(data), "ingest": {"extract_unit": "chunk"}})  # the setting these were written for
     app = App(cfg)
     yield app
     app.close()
@@ -72,7 +72,7 @@ def test_bundled_gguf_is_assembled_once_and_verified(real_app):
 
 @pytest.mark.integration
 def test_constrained_output_always_parses(real_app):
-    from agent.llm import complete_json
+    from graphs.llm import complete_json
     from graphs.prompts import classify, extract, rewrite
 
     llm = real_app.llm

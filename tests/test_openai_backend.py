@@ -6,12 +6,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from agent.errors import BackendError
-from agent.llm import OpenAICompatLLM, complete_json
+from agent.llm import OpenAICompatLLM
+from graphs.llm import complete_json
 
 
 def _free_port() -> int:

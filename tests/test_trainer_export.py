@@ -109,7 +109,7 @@ def test_llama_cpp_adapter_matches_merged_peft_model(tmp_path):
     from trainer.testing import cached_test_models
 
     paths = cached_test_models()
-    hf = lm.ensure_hf_checkpoint(paths["root"])  # converted once into the test cache
+    hf = lm.ensure_hf_checkpoint(paths["root"], lambda: paths["gguf"])  # converted once into the test cache
     model, tok, _ = lm.load_base(TrainerConfig(base_model_dir=str(hf)), paths["root"])
     torch.manual_seed(0)
     pm = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=list(MODULES), init_lora_weights=False))

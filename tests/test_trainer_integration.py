@@ -20,13 +20,13 @@ def test_real_model_consolidation_end_to_end(tmp_path):
     paths = cached_test_models()
     dd = tmp_path / "data"
     dd.mkdir()
-    # share the assembled GGUF and the converted checkpoint with the other tests (converted once)
+    # share the converted checkpoint with the other tests (converted once from the cached GGUF)
     (paths["root"] / "models").mkdir(exist_ok=True)
     (dd / "models").symlink_to(paths["root"] / "models", target_is_directory=True)
     facts = facts_for([("Karen Bass", "the mayor of Los Angeles"), ("Keira Walsh", "a player of FC Barcelona")])
     cfg = TrainerConfig.from_dict({"max_steps": 4, "eval_every": 2, "general_probes": 6, "arithmetic_train_probes": 4,
                                    "n_paraphrase": 3, "n_multihop": 2, "learning_rate": 3e-3})
-    res = consolidate(cfg, MemoryStore(facts), dd, progress=False)
+    res = consolidate(cfg, MemoryStore(facts), dd, progress=False, base_gguf=lambda: paths["gguf"])
     assert res.status in ("shipped", "refused"), res.reason
     rec = json.loads((res.run_dir / "run.json").read_text())
     assert rec["generator"] == "llama_cpp" and rec["train"]["steps"] >= 1

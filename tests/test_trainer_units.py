@@ -124,6 +124,16 @@ def test_run_lock_and_stale_runs(tmp_path):
     assert [r["status"] for r in runs.list_runs(tmp_path)] == ["failed", "refused", "skipped"]
 
 
+def test_latest_run_skips_unreadable_records(tmp_path):
+    assert runs.latest_run(tmp_path) is None
+    h = runs.start_run(tmp_path)
+    h.finish("skipped", "nothing new")
+    (runs.runs_dir(tmp_path) / "99990101T000000Z-bad").mkdir()
+    (runs.runs_dir(tmp_path) / "99990101T000000Z-bad" / "run.json").write_text("{half a reco")
+    assert runs.latest_run(tmp_path)["id"] == h.id
+    assert [r["id"] for r in runs.list_runs(tmp_path)] == [h.id]
+
+
 # --- adapters -----------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.embeddings import HashEmbedder
+from stores.testing import HashEmbedder
 from stores.sqlite import Store
 from stores.vector import FactIndex
 

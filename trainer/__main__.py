@@ -1,6 +1,6 @@
 """``python -m trainer``: the consolidation process and its small admin commands.
 
-    python -m trainer consolidate --data-dir DIR (--db knowd.sqlite | --facts facts.jsonl) [--config config.yaml] [--set key=value ...]
+    python -m trainer consolidate --data-dir DIR (--db knowd.sqlite | --facts facts.jsonl) --base-gguf MODEL.gguf [--config config.yaml] [--set key=value ...]
     python -m trainer adapters list|use VERSION|rollback|clear --data-dir DIR
     python -m trainer report --data-dir DIR [--date YYYY-MM-DD] [--html] [--print]
     python -m trainer runs --data-dir DIR
@@ -12,34 +12,25 @@ Exit codes: 0 done (shipped, refused or skipped), 1 failed, 2 user error,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from trainer.adapters import ACTIONS
+from trainer.config import parse_sets
 from trainer.errors import RunBusyError, TrainerError
 
 
-def _parse_value(v: str) -> Any:
-    try:
-        return json.loads(v)
-    except json.JSONDecodeError:
-        return v
-
-
 def load_config(path: str | None, sets: list[str]) -> dict[str, Any]:
+    """The ``consolidation:`` section of config.yaml at `path` (if any), with ``--set`` overrides.
+    (knowd reads the whole file with agent/config.py; this is the trainer used on its own.)"""
     section: dict[str, Any] = {}
     if path:
         import yaml
 
         doc = yaml.safe_load(Path(path).read_text()) or {}
         section = dict(doc.get("consolidation") or {})
-    for s in sets:
-        if "=" not in s:
-            raise TrainerError(f"--set wants key=value (got {s!r})")
-        k, v = s.split("=", 1)
-        section[k.strip()] = _parse_value(v)
-    return section
+    return {**section, **parse_sets(sets)}
 
 
 def open_store(args: argparse.Namespace) -> Any:
@@ -61,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--data-dir", required=True)
     c.add_argument("--db", help="SQLite fact store")
     c.add_argument("--facts", help="JSONL of facts instead of a store (benchmarks)")
+    c.add_argument("--base-gguf", help="the base model's GGUF (knowd keeps the bundled one in DATA_DIR/models/)")
     c.add_argument("--config", help="config.yaml (its consolidation: section)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one consolidation key")
     c.add_argument("--no-progress", action="store_true")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     a = sub.add_parser("adapters", help="list / use / rollback adapter versions")
-    a.add_argument("action", choices=["list", "use", "rollback", "clear"])
+    a.add_argument("action", choices=ACTIONS)
     a.add_argument("version", nargs="?")
     a.add_argument("--data-dir", required=True)
     r = sub.add_parser("report", help="path (or text) of the latest consolidation report")
@@ -93,33 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.run import consolidate
 
             cfg = TrainerConfig.from_dict(load_config(args.config, args.set))
-            res = consolidate(cfg, open_store(args), args.data_dir, progress=not args.no_progress)
-            if args.json:
-                print(json.dumps({"run_id": res.run_id, "status": res.status, "reason": res.reason, "adapter_version": res.adapter_version,
-                                  "report": str(res.report) if res.report else None, "wall_s": res.wall_s}))
-            else:
-                print(f"{res.status}: {res.reason}")
-                if res.report:
-                    print(f"report: {res.report}")
-            return 143 if res.status == "interrupted" else 0
+            gguf = args.base_gguf
+            res = consolidate(cfg, open_store(args), args.data_dir, progress=not args.no_progress,
+                              base_gguf=(lambda: gguf) if gguf else None)
+            print("\n".join(res.lines(args.json)))
+            return res.exit_code
         if args.cmd == "adapters":
             from trainer import adapters
 
-            if args.action == "list":
-                vs = adapters.list_versions(args.data_dir)
-                if not vs:
-                    print("no adapters yet")
-                for v in vs:
-                    print(v.summary())
-            elif args.action == "use":
-                if not args.version:
-                    raise TrainerError("adapters use needs a VERSION (see `adapters list`)")
-                print(f"live: {adapters.use_version(args.data_dir, args.version).version}")
-            elif args.action == "rollback":
-                print(f"live: {adapters.rollback(args.data_dir) or 'base model (no adapter)'}")
-            else:
-                adapters.clear_live(args.data_dir)
-                print("live: base model (no adapter)")
+            print("\n".join(adapters.run_action(args.data_dir, args.action, args.version)))
             return 0
         if args.cmd == "report":
             from trainer.report import latest_report

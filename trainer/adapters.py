@@ -183,6 +183,26 @@ def publish(data_dir: str | os.PathLike, staging: Path, meta: dict[str, Any], ma
     return v
 
 
+ACTIONS = ("list", "use", "rollback", "clear")
+
+
+def run_action(data_dir: str | os.PathLike, action: str, version: str | None = None) -> list[str]:
+    """`adapters list|use VERSION|rollback|clear` (knowd's CLI and ``python -m trainer``):
+    do it, and return the lines to show."""
+    if action == "list":
+        return [v.summary() for v in list_versions(data_dir)] or ["no adapters yet"]
+    if action == "use":
+        if not version:
+            raise AdapterError("adapters use needs a VERSION (see `adapters list`)")
+        return [f"live: {use_version(data_dir, version).version}"]
+    if action == "rollback":
+        return [f"live: {rollback(data_dir) or 'base model (no adapter)'}"]
+    if action == "clear":
+        clear_live(data_dir)
+        return ["live: base model (no adapter)"]
+    raise AdapterError(f"unknown adapters action {action!r}; one of {', '.join(ACTIONS)}")
+
+
 def remove_version(data_dir: str | os.PathLike, version: str) -> None:
     """Delete a version that is not live (housekeeping; never called automatically)."""
     v = get_version(data_dir, version)

@@ -5,14 +5,20 @@ prints them).  ``config.yaml``'s ``consolidation:`` section is passed to
 :meth:`TrainerConfig.from_dict`; a ``preset`` key picks a starting point
 (``small`` for CPU, ``gpu`` for a CUDA machine) that the other keys override.
 
-No heavy imports here: the daemon validates this section at start.
+It is a pydantic dataclass: each value is type-checked (a string where a number
+belongs is an error naming the key), and it is still a dataclass (``fields``,
+``replace``, ``asdict``). No heavy imports here: agent/config.py validates this
+section with the rest of config.yaml when knowd starts.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
 
 from trainer.errors import ConfigError
 
@@ -26,7 +32,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))
 class TrainerConfig:
     """Hyper-parameters of one consolidation run (defaults = the ``small`` CPU preset)."""
 
@@ -114,17 +120,13 @@ class TrainerConfig:
         values: dict[str, Any] = dict(PRESETS[preset])
         values.update(d)
         values["preset"] = preset
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        return _checked(lambda: cls(**values))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **kw: Any) -> "TrainerConfig":
-        cfg = dataclasses.replace(self, **kw)
-        cfg.validate()
-        return cfg
+        return _checked(lambda: dataclasses.replace(self, **kw))
 
     def validate(self) -> None:
         def bad(name: str, why: str) -> None:
@@ -150,6 +152,18 @@ class TrainerConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _checked(build: Any) -> TrainerConfig:
+    """`build()`, with its type errors and the range checks of `validate` as ConfigError."""
+    try:
+        cfg = build()
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(section)"
+        raise ConfigError(f"consolidation: {key}: {first['msg'].lower()} (got {first.get('input')!r})") from None
+    cfg.validate()
+    return cfg
 
 
 #: Presets: starting values that ``from_dict`` overrides key by key.
@@ -179,6 +193,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "teacher_top_k": 1024,
     },
 }
+
+
+def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` overrides as a section dict; values are JSON when they parse as JSON."""
+    out: dict[str, Any] = {}
+    for s in sets:
+        if "=" not in s:
+            raise ConfigError(f"--set wants key=value (got {s!r})")
+        k, v = s.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
 
 
 def describe() -> str:

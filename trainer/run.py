@@ -1,8 +1,8 @@
 """One consolidation run, start to finish: select → generate → evaluate → distil →
 export → evaluate → gate → ship or refuse → report.
 
-Run it as its own process (``python -m trainer consolidate``): the daemon never
-imports torch. Safety properties:
+Run it as its own process (``knowd consolidate``, or ``python -m trainer
+consolidate``): the daemon never imports torch. Safety properties:
 
 * run.json says ``running`` (with the pid) before any work; SIGTERM/SIGINT mark
   it ``interrupted``; a run that died silently is marked ``failed`` by the next start;
@@ -13,12 +13,12 @@ imports torch. Safety properties:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
 import shutil
 import signal
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -46,6 +46,19 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status in ("shipped", "refused", "skipped")
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit code of a finished run: 143 when interrupted, else 0."""
+        return 143 if self.status == "interrupted" else 0
+
+    def lines(self, as_json: bool = False) -> list[str]:
+        """What `consolidate` prints: the status and reason (and report path), or one JSON object."""
+        if as_json:
+            return [json.dumps({"run_id": self.run_id, "status": self.status, "reason": self.reason,
+                                "adapter_version": self.adapter_version,
+                                "report": str(self.report) if self.report else None, "wall_s": self.wall_s})]
+        return [f"{self.status}: {self.reason}"] + ([f"report: {self.report}"] if self.report else [])
 
 
 # --- signals -------------------------------------------------------------------
@@ -125,12 +138,15 @@ def consolidate(
     progress: bool = True,
     *,
     generator: Any = None,
+    base_gguf: Callable[[], str | os.PathLike] | None = None,
 ) -> RunResult:
     """Consolidate the facts that changed since the last successful run.
 
     ``store`` needs ``facts_changed_since`` and ``list_facts`` (``stores.sqlite.Store``
     or ``trainer.selection.MemoryStore``). ``generator`` replaces the text generator
-    (tests). Raises `RunBusyError` if another run holds the lock; any other error is
+    (tests). ``base_gguf`` gives the base model's GGUF file; it is called only when the
+    run needs it (llama.cpp generation, the first conversion to a transformers
+    checkpoint), so a run with nothing to do never asks for the model. Raises `RunBusyError` if another run holds the lock; any other error is
     recorded as a failed run and re-raised; SIGTERM/SIGINT return status ``interrupted``.
     """
     if not isinstance(cfg, TrainerConfig):
@@ -142,7 +158,7 @@ def consolidate(
     prog = _Progress(progress)
     try:
         handle = runs.start_run(data_dir, cfg.to_dict())
-        return _run(cfg, store, data_dir, handle, stopper, prog, generator)
+        return _run(cfg, store, data_dir, handle, stopper, prog, generator, base_gguf)
     except Interrupted as e:
         prog.close()
         assert handle is not None
@@ -168,7 +184,10 @@ def _result(h: runs.RunHandle) -> RunResult:
     return RunResult(h.id, r["status"], r.get("reason", ""), h.dir, r.get("adapter_version"), r.get("metrics", {}), Path(rep) if rep else None, r.get("wall_s", 0.0))
 
 
-def _run(cfg: TrainerConfig, store: FactSource, data_dir: Path, h: runs.RunHandle, stopper: _Stopper, prog: _Progress, generator: Any) -> RunResult:
+def _run(
+    cfg: TrainerConfig, store: FactSource, data_dir: Path, h: runs.RunHandle, stopper: _Stopper, prog: _Progress,
+    generator: Any, base_gguf: Callable[[], str | os.PathLike] | None,
+) -> RunResult:
     from trainer import datagen
 
     state = runs.load_state(data_dir)
@@ -198,7 +217,7 @@ def _run(cfg: TrainerConfig, store: FactSource, data_dir: Path, h: runs.RunHandl
 
     from trainer import distill, evaluate, export, lm
 
-    model, tok, base_path = lm.load_base(cfg, data_dir)
+    model, tok, base_path = lm.load_base(cfg, data_dir, base_gguf)
     dev = next(model.parameters()).device
     live = adapters_mod.live(data_dir)
     resume: Path | None = None
@@ -216,7 +235,7 @@ def _run(cfg: TrainerConfig, store: FactSource, data_dir: Path, h: runs.RunHandl
         gen = generator
         engine = "custom"
     elif engine == "llama_cpp":
-        gen = lm.LlamaCppGenerator(lm.ensure_gguf(data_dir), n_ctx=2048, threads=cfg.threads, seed=cfg.seed)
+        gen = lm.LlamaCppGenerator(lm.base_gguf(base_gguf), n_ctx=2048, threads=cfg.threads, seed=cfg.seed)
     else:
         gen = lm.HFGenerator(model, tok, dev, cfg.eval_batch_size)
     if resume is not None and hasattr(gen, "set_adapter"):

@@ -122,16 +122,25 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def list_runs(data_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """All run records, oldest first."""
+    """All run records, oldest first (an unreadable run.json is left out)."""
     out = []
     d = runs_dir(data_dir)
     if d.is_dir():
         for p in d.iterdir():
-            rec = read_json(p / "run.json")
-            if rec:
+            try:
+                rec = read_json(p / "run.json")
+            except (OSError, ValueError):
+                continue  # damaged: not a record anyone can act on
+            if isinstance(rec, dict) and rec:
                 rec["dir"] = str(p)
                 out.append(rec)
     return sorted(out, key=lambda r: (r.get("started_at") or "", r.get("started_mono", 0), r["dir"]))
+
+
+def latest_run(data_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest run record, or None before the first run (`knowd status` shows it)."""
+    records = list_runs(data_dir)
+    return records[-1] if records else None
 
 
 def mark_stale_runs(data_dir: str | os.PathLike) -> list[str]:

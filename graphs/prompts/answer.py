@@ -1,17 +1,10 @@
-"""Answer a question from context lines: free text, one choice, or a set of choices.
+"""The answer prompt: a question over context lines, ending in 'Answer:'.
 
-For a 270M model, picking by likelihood beats generating: each choice is scored
-as a continuation of the prompt (mean log-probability per token). Scores are
-calibrated by the same choice's likelihood without the context and question
-(a PMI-style correction), so choices that are merely frequent strings do not
-win by default. Shared by the chat graph and the benchmark systems, so every
-system answers with the same prompt.
+Choices are scored as continuations after it (graphs/answer.py), or free text is
+generated. Shared by the chat graph and the benchmark systems, so every system
+answers with the same prompt.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-from agent.llm import LLM
 
 _MC_EXAMPLE = """Facts:
 - [1] Tom Hardy plays for Arsenal. (2020-05-01)
@@ -34,36 +27,16 @@ def build(question: str, context: list[str], date: str | None = None) -> str:
     )
 
 
-@dataclass
-class Choice:
-    index: int
-    text: str
-    scores: list[float]
+# The prior a choice is calibrated against: its likelihood with no facts and no question.
+PRIOR = "Answer:"
+YES_NO = [" yes", " no"]
 
 
-def choose(llm: LLM, question: str, choices: list[str], context: list[str], date: str | None = None, calibrate: bool = True) -> Choice:
-    """The most likely choice given the context."""
-    if not choices:
-        raise ValueError("no choices to choose from")
-    prompt = build(question, context, date)
-    cont = [" " + c.strip() for c in choices]
-    scores = llm.score_choices(prompt, cont, step="answer")
-    if calibrate:
-        prior = llm.score_choices("Answer:", cont, step="answer-prior")
-        scores = [s - 0.5 * p for s, p in zip(scores, prior)]
-    best = max(range(len(choices)), key=lambda i: scores[i])
-    return Choice(best, choices[best], scores)
+def continuation(choice: str) -> str:
+    """A choice as it is scored after the prompt."""
+    return " " + choice.strip()
 
 
-def choose_set(llm: LLM, question: str, choices: list[str], context: list[str], date: str | None = None) -> list[str]:
-    """All choices the model judges correct: each is asked as a yes/no question about the facts."""
-    picked = []
-    best, best_margin = choices[0] if choices else "", float("-inf")
-    for c in choices:
-        prompt = build(f"{question.strip()} Is \"{c}\" one of the answers? Say yes or no.", context, date)
-        yes, no = llm.score_choices(prompt, [" yes", " no"], step="answer-set")
-        if yes - no > best_margin:
-            best, best_margin = c, yes - no
-        if yes > no:
-            picked.append(c)
-    return picked or ([best] if best else [])
+def build_member(question: str, choice: str, context: list[str], date: str | None = None) -> str:
+    """The yes/no prompt for one choice of a list answer (score `YES_NO` after it)."""
+    return build(f"{question.strip()} Is \"{choice}\" one of the answers? Say yes or no.", context, date)

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from graphs.text import content_words
+
 _EXAMPLE = """Text (2021-03-02, "Acme names new chief"): Acme Corp said on Monday that its chief executive, Jane Doe, will step down after ten years. She will be replaced by Bob Lee, who ran the company's European arm.
 Facts: {"facts": [{"subject": "Bob Lee", "relation": "is the CEO of", "object": "Acme Corp"}, {"subject": "Jane Doe", "relation": "is no longer the CEO of", "object": "Acme Corp"}, {"subject": "Bob Lee", "relation": "previously ran", "object": "the European arm of Acme Corp"}]}
 
@@ -79,13 +81,6 @@ def schema(max_facts: int) -> dict[str, Any]:
     }
 
 
-_STOP = {"the", "a", "an", "of", "and", "in", "on", "at", "to", "for", "is", "was", "by", "with", "s"}
-
-
-def _content_words(s: str) -> set[str]:
-    return {w for w in re.findall(r"\w+", s.lower()) if w not in _STOP}
-
-
 def grounded(f: ExtractedFact, source: str) -> bool:
     """Do the fact's subject and object come from the source text?
 
@@ -93,9 +88,9 @@ def grounded(f: ExtractedFact, source: str) -> bool:
     midfielder"); requiring most content words of subject and object to occur in
     the chunk (or its title) rejects those without touching well-formed facts.
     """
-    words = _content_words(source)
+    words = content_words(source)
     for part in (f.subject, f.object):
-        cw = _content_words(part)
+        cw = content_words(part)
         if cw and len(cw & words) < max(1, (len(cw) + 1) // 2):
             return False
     return True
@@ -122,7 +117,7 @@ def parse(obj: Any, source: str | None = None) -> tuple[list[ExtractedFact], lis
             rejected.append(f"pronoun subject in {item!r}"[:200])
             continue
         f = ExtractedFact(*parts)
-        if _content_words(f.subject) == _content_words(f.object):
+        if content_words(f.subject) == content_words(f.object):
             rejected.append(f"subject and object are the same: {f.text!r}"[:200])
             continue
         if source is not None and not grounded(f, source):

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from agent.benchmark.stream import Question, Stream
-from agent.errors import InputError
+from bench.harness.stream import Question, Stream
+from stores.errors import InputError
 from stores.types import Document
 
 WorldKind = Literal["single-hop", "multi-hop"]
@@ -157,7 +157,7 @@ def diff(a: WorldState, b: WorldState) -> dict[tuple[str, str], tuple[Any, Any]]
 def _initial(rng: random.Random, n_people: int, n_companies: int) -> WorldState:
     first = rng.sample(_FIRST, n_people)
     last = rng.sample(_LAST, n_people)
-    people = [f"{f} {l}" for f, l in zip(first, last)]
+    people = [f"{f} {s}" for f, s in zip(first, last)]
     comps = rng.sample(_COMPANIES, n_companies)
     hours = dict(zip(comps, rng.sample(_HOURS, n_companies)))
     offsets = dict(zip(comps, rng.sample(range(1, 20), n_companies)))  # distinct: a move always changes pay

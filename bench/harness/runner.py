@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agent.benchmark import analysis
-from agent.benchmark.scoring import is_correct, summarise
-from agent.benchmark.stream import (
+from agent.config import Config
+from bench.harness import analysis
+from bench.harness.scoring import is_correct, summarise
+from bench.harness.stream import (
     Question,
     Stream,
     answer_history,
@@ -30,12 +31,11 @@ from agent.benchmark.stream import (
     subset_by_entities,
     subset_by_time,
 )
-from agent.benchmark.systems import SYSTEMS, BenchEnv
-from agent.config import Config
-from agent.embeddings import Embedder
-from agent.errors import InputError
-from agent.llm import LLM
+from bench.harness.systems import SYSTEMS, BenchEnv
+from graphs.llm import LLM
+from stores.errors import InputError
 from stores.types import Document
+from stores.vector import Embedder
 
 Progress = Callable[[str], None]
 _COST_KEYS = ("calls", "prompt_tokens", "completion_tokens", "seconds")
@@ -46,7 +46,7 @@ class BenchOptions:
     systems: list[str] = field(default_factory=lambda: ["knowd", "rag", "fact-rag", "long-context"])
     max_questions: int | None = None
     max_docs: int | None = None
-    subset: str = "time"  # time | entities (see agent.benchmark.stream)
+    subset: str = "time"  # time | entities (see bench.harness.stream)
     seed: int = 0
     k: int = 8  # items retrieved per question (facts or chunks)
     budget_tokens: int | None = None  # context tokens for retrieval; None = half the context
@@ -79,7 +79,7 @@ def code_version() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agent", "graphs", "stores"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agent", "graphs", "stores", "bench"], cwd=root,
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -274,7 +274,7 @@ def markdown(results: dict[str, Any]) -> str:
     if errs:
         lines += [
             "",
-            "Wrong answers by cause (systems with a store: facts, or chunks for rag; heuristic, see agent/benchmark/analysis.py):",
+            "Wrong answers by cause (systems with a store: facts, or chunks for rag; heuristic, see bench/harness/analysis.py):",
             "",
             "| system | wrong | " + " | ".join(analysis.CAUSES) + " |",
             "|---|---|" + "---|" * len(analysis.CAUSES),

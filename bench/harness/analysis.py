@@ -27,8 +27,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from agent.benchmark.scoring import normalise
-from agent.benchmark.stream import YES_NO, Question, name_runs
+from bench.harness.scoring import normalise
+from bench.harness.stream import YES_NO, Question, name_runs
 from stores.sqlite import Store
 from stores.types import Fact
 

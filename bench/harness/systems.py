@@ -1,5 +1,5 @@
 """The systems compared by the benchmark. All use the same LLM object, the same embedder,
-and answer through graphs/prompts/answer.py, so prompts are identical where they overlap.
+and answer through graphs/answer.py (graphs/prompts/answer.py's prompt), so prompts are identical where they overlap.
 
 | system       | reads documents by                          | answers from                                   |
 |--------------|---------------------------------------------|------------------------------------------------|
@@ -21,16 +21,15 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from agent.config import Config
-from agent.embeddings import Embedder
-from agent.errors import BackendError, ModelOutputError
-from agent.llm import LLM
-from agent.benchmark.stream import Question
+from bench.harness.stream import Question
+from graphs import answer as answering
 from graphs import ingest as ingest_graph
+from graphs.llm import LLM, BackendError, ModelOutputError
 from graphs.prompts import answer as answer_prompt
 from graphs.retrieval import hybrid_search
 from stores.sqlite import Store
 from stores.types import Document, Fact
-from stores.vector import FactIndex
+from stores.vector import Embedder, FactIndex
 
 
 @dataclass
@@ -83,8 +82,8 @@ def overhead_tokens(llm: LLM, q: Question) -> int:
 def ask(llm: LLM, q: Question, context: list[str]) -> str | list[str]:
     """The shared answer step: one choice by likelihood, or the set judged correct."""
     if q.is_list:
-        return answer_prompt.choose_set(llm, q.question, q.choices, context, day(q.time))
-    return answer_prompt.choose(llm, q.question, q.choices, context, day(q.time)).text
+        return answering.choose_set(llm, q.question, q.choices, context, day(q.time))
+    return answering.choose(llm, q.question, q.choices, context, day(q.time)).text
 
 
 def confirmed_at(f: Fact, when: datetime) -> datetime | None:

@@ -1,32 +1,23 @@
-"""knowd CLI commands: the daemon (`run`, `status`) and its sources (`connectors list|add|test`).
-
-Registered on agent.cli.cli when that module imports this one.
-"""
+"""knowd CLI commands: the daemon (`run`, `status`) and its sources (`connectors list|add|test`)."""
 from __future__ import annotations
 
 import json
 import os
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 from pydantic import ValidationError
 
-from agent.cli import _app, _cfg, cli
-from agent.config import DEFAULT_CONFIG, Config, ConnectorConfig, load_config
+from agent.cli.context import config_file, get_app, get_config
+from agent.config import Config, ConnectorConfig, load_config
 from agent.errors import ConfigError, KnowdError
 
 
-def _config_file(ctx: click.Context) -> Path:
-    """The config.yaml in use (the same choice load_config makes)."""
-    return Path(ctx.obj.get("config_path") or os.environ.get("KNOWD_CONFIG") or DEFAULT_CONFIG).resolve()
-
-
 # ----------------------------------------------------------------------------- run
-@cli.command()
+@click.command()
 @click.option("--once", is_flag=True, help="poll every connector once, ingest what is queued, exit")
 @click.option("--no-api", is_flag=True, help="do not serve the HTTP API (server: in config.yaml)")
 @click.pass_context
@@ -38,7 +29,7 @@ def run(ctx: click.Context, once: bool, no_api: bool) -> None:
     """
     from agent.daemon import ServiceFactory, run_daemon
 
-    app = _app(ctx)
+    app = get_app(ctx)
     # Services started and stopped with the daemon: each `factory(app) -> handle` with
     # `handle.stop()`. This is where the HTTP API (agent.server.start_server) is added.
     extra_services: list[ServiceFactory] = []
@@ -46,7 +37,7 @@ def run(ctx: click.Context, once: bool, no_api: bool) -> None:
         from agent.server import start_server
 
         extra_services.append(start_server)
-    code = run_daemon(app, config_path=_config_file(ctx), extra_services=extra_services, once=once)
+    code = run_daemon(app, config_path=config_file(ctx), extra_services=extra_services, once=once)
     ctx.exit(code)
 
 
@@ -74,14 +65,14 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Daemon, connectors (last poll, errors, items), inbox depth, facts, last consolidation."""
     from agent.daemon import collect_status
 
-    st = collect_status(_app(ctx))
+    st = collect_status(get_app(ctx))
     if as_json:
         click.echo(json.dumps(st, indent=2, default=str))
         return
@@ -136,7 +127,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- connectors
-@cli.group()
+@click.group()
 def connectors() -> None:
     """Document sources: list the configured ones, add one, test one."""
 
@@ -147,17 +138,17 @@ def connectors_list(ctx: click.Context) -> None:
     """Configured connectors and the connector kinds available (built-ins and plugins)."""
     from connectors.registry import list_connector_kinds
 
-    cfg = _cfg(ctx)
+    cfg = get_config(ctx)
     if cfg.connectors:
         rows = [["NAME", "KIND", "EVERY", "ENABLED", "OPTIONS"]]
         for cc in cfg.connectors:
             opts = ", ".join(f"{k}={v}" for k, v in cc.options.items())
             rows.append([cc.name, cc.kind, f"{cc.interval_s:g}s", "yes" if cc.enabled else "no", opts[:100]])
-        click.echo(f"connectors in {_config_file(ctx)}:")
+        click.echo(f"connectors in {config_file(ctx)}:")
         for line in _table(rows):
             click.echo(line)
     else:
-        click.echo(f"no connectors in {_config_file(ctx)}")
+        click.echo(f"no connectors in {config_file(ctx)}")
     click.echo(f"available kinds: {', '.join(list_connector_kinds())}")
 
 
@@ -240,7 +231,7 @@ def connectors_add(
     from agent.daemon import resolve_options
     from connectors.registry import build_connector
 
-    path = _config_file(ctx)
+    path = config_file(ctx)
     cfg = load_config(path)  # a broken config is reported as it is, before anything is written
     if any(c.name == name for c in cfg.connectors):
         raise ConfigError(f"a connector named {name!r} is already configured (see: knowd connectors list)")
@@ -288,13 +279,13 @@ def connectors_test(ctx: click.Context, name: str, limit: int, full: bool) -> No
     from agent.daemon import resolve_options
     from connectors.registry import build_connector
 
-    cfg: Config = _cfg(ctx)
+    cfg: Config = get_config(ctx)
     cc = next((c for c in cfg.connectors if c.name == name), None)
     if cc is None:
         known = ", ".join(c.name for c in cfg.connectors) or "none"
         raise KnowdError(f"no connector named {name!r} (configured: {known})")
     connector = build_connector(cc.kind, cc.name, resolve_options(cfg, cc))
-    store = _app(ctx).store
+    store = get_app(ctx).store
     cursor = store.cursor(name)
     result = connector.poll(cursor)
     docs = result.documents
@@ -318,3 +309,6 @@ def connectors_test(ctx: click.Context, name: str, limit: int, full: bool) -> No
                + (f" ({known_docs} of those shown already ingested)" if known_docs else "")
                + ("" if docs or not cursor else " (nothing new since the daemon's last poll of it)")
                + "; nothing ingested, position not saved")
+
+
+COMMANDS = [run, status, connectors]

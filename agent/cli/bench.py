@@ -1,16 +1,40 @@
-"""knowd CLI commands: bench (registered on agent.cli.cli).
+"""knowd CLI commands: bench, a thin front for the benchmark harness (bench/harness/).
 
     knowd bench STREAM.jsonl [options]          # = knowd bench run STREAM.jsonl
     knowd bench generate --world multi-hop --seed 1 --out FILE
+
+The harness is not part of the product package: it is imported only when a bench
+command runs, from the source checkout the `agent` package sits in.
 """
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
 
-from agent.cli import _cfg, cli
+from agent.cli.context import get_config
+from agent.errors import KnowdError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def harness(module: str) -> ModuleType:
+    """`bench.harness.<module>`; a checkout that was pip-installed (editable) does not put
+    bench/ on the path, so the checkout's root is added when the harness is there."""
+    name = f"bench.harness.{module}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name not in ("bench", "bench.harness"):
+            raise
+    if not (ROOT / "bench" / "harness" / "__init__.py").is_file():
+        raise KnowdError("knowd bench needs the benchmark harness (bench/harness/ in a source checkout of knowd)")
+    sys.path.insert(0, str(ROOT))
+    return importlib.import_module(name)
 
 
 class _BenchGroup(click.Group):
@@ -22,7 +46,7 @@ class _BenchGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-@cli.group(cls=_BenchGroup)
+@click.group(cls=_BenchGroup)
 def bench() -> None:
     """Benchmarks: replay a knowledge-update stream (run, the default) or generate one."""
 
@@ -47,24 +71,23 @@ def run(
     subset: str, seed: int, model: str | None, k: int | None, budget_tokens: int | None, out_dir: str,
 ) -> None:
     """Replay STREAM.jsonl through each system and write results.json, results.md and accuracy.png."""
-    from agent.benchmark.runner import BenchOptions, run_benchmark
-    from agent.benchmark.stream import read_stream
     from agent.config import config_from_dict
     from agent.embeddings import build_embedder
     from agent.llm import build_llm
 
-    cfg = _cfg(ctx)
+    runner = harness("runner")
+    cfg = get_config(ctx)
     if model:
         llm_over: dict[str, Any] = {"backend": "openai"} if model == "openai" else {"backend": "llama_cpp", "model_path": str(Path(model).resolve())}
         raw = cfg.model_dump()
         raw["llm"] = {**raw["llm"], **llm_over}
         cfg = config_from_dict(raw, base_dir=cfg.base_dir)
-    stream = read_stream(stream_path)
-    opts = BenchOptions(
-        systems=list(systems) or BenchOptions().systems, max_questions=max_questions, max_docs=max_docs,
+    stream = harness("stream").read_stream(stream_path)
+    opts = runner.BenchOptions(
+        systems=list(systems) or runner.BenchOptions().systems, max_questions=max_questions, max_docs=max_docs,
         subset=subset, seed=seed, k=k or cfg.chat.top_k, budget_tokens=budget_tokens, out=Path(out_dir),
     )
-    results = run_benchmark(
+    results = runner.run_benchmark(
         stream, opts, llm=build_llm(cfg), embedder=build_embedder(cfg), cfg=cfg, stream_name=Path(stream_path).name,
         progress=lambda s: click.echo(s, err=True),
     )
@@ -84,11 +107,8 @@ def run(
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
 def generate(kind: str, seed: int, people: int, companies: int, changes: int, out_path: str) -> None:
     """Write a synthetic conversation world as a stream (same seed, same file)."""
-    from agent.benchmark.stream import write_stream
-    from agent.benchmark.world import generate_world
-
-    w = generate_world(kind, seed, people=people, companies=companies, changes=changes)
-    write_stream(w.stream, out_path)
+    w = harness("world").generate_world(kind, seed, people=people, companies=companies, changes=changes)
+    harness("stream").write_stream(w.stream, out_path)
     qs = w.stream.questions
     click.echo(f"wrote {out_path}: {len(w.stream.documents)} documents, {len(qs)} questions ({sum(q.changed for q in qs)} changed)")
 
@@ -97,7 +117,8 @@ def generate(kind: str, seed: int, people: int, companies: int, changes: int, ou
 @click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
 def report(out_dir: str) -> None:
     """Re-write OUT/results.md and OUT/accuracy.png from OUT/results.json."""
-    from agent.benchmark.runner import rerender
-
-    paths = rerender(Path(out_dir))
+    paths = harness("runner").rerender(Path(out_dir))
     click.echo(f"wrote {paths['md']}, {paths['png']}")
+
+
+COMMANDS = [bench]

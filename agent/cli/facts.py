@@ -1,59 +1,15 @@
-"""The `knowd` command line.
-
-Every user error (bad config, bad input, unknown id) ends as one line on stderr
-(`knowd: error: ...`) and a non-zero exit; tracebacks are for bugs only.
-"""
+"""knowd CLI commands over the fact store: ingest, facts, ops, revert, reindex."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from agent.config import Config, load_config
-from agent.errors import KnowdError
-
-log = logging.getLogger("knowd")
-
-
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KnowdError as e:
-            click.echo(f"knowd: error: {e}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=_Group)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="KNOWD_CONFIG",
-              help="config.yaml to use (default: the repository's, or $KNOWD_CONFIG)")
-@click.option("-v", "--verbose", is_flag=True, help="debug logging")
-@click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
-    """knowd: keeps a language model's knowledge current."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.ensure_object(dict)  # tests may pass obj={"app": ...} to inject components
-    ctx.obj.setdefault("config_path", config_path)
-
-
-def _cfg(ctx: click.Context) -> Config:
-    if "cfg" not in ctx.obj:
-        ctx.obj["cfg"] = load_config(ctx.obj["config_path"])
-    return ctx.obj["cfg"]
-
-
-def _app(ctx: click.Context):  # noqa: ANN202
-    from agent.app import App
-
-    if "app" not in ctx.obj:
-        ctx.obj["app"] = App(_cfg(ctx))
-        ctx.call_on_close(ctx.obj["app"].close)
-    return ctx.obj["app"]
+from agent.cli.context import fact_line, get_app
+from agent.errors import InputError, KnowdError
 
 
 def _time(value: str | None) -> datetime | None:
@@ -65,7 +21,6 @@ def _time(value: str | None) -> datetime | None:
 def _as_of(value: str | None) -> datetime | None:
     """An --as-of value: an ISO date/time, or a phrase as the chat's /asof takes it
     ("March 2022", "2021", "end of 2020": a period means its end); now/None = None."""
-    from agent.errors import InputError
     from graphs.time_intent import parse_when
     from stores.types import utcnow
 
@@ -83,18 +38,17 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 # ----------------------------------------------------------------------------- ingest
-@cli.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--time", "when", help="time the documents' facts hold from (ISO); default: their own time, else now")
 @click.option("--force", is_flag=True, help="re-ingest documents already ingested")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: bool) -> None:
     """Ingest text/Markdown files or a JSONL of documents (PATH or - for stdin)."""
-    from agent.errors import InputError
     from agent.inputs import read_documents
     from graphs.ingest import ingest_document
 
-    app = _app(ctx)
+    app = get_app(ctx)
     t = _time(when)
     failed = 0
     docs = []
@@ -125,15 +79,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: 
 
 
 # ----------------------------------------------------------------------------- facts
-def _fact_line(f: Any, as_of: datetime | None) -> str:
-    live = [h for h in f.history if not h.reverted and (as_of is None or h.time <= as_of)]
-    truth = f.truth_at(as_of)
-    state = "true" if truth else "false" if truth is False else "unknown"
-    since = live[-1].time.date().isoformat() if live else "-"
-    return f"[{f.id}] {f.text}  ({state} since {since})"
-
-
-@cli.command()
+@click.command()
 @click.option("--query", "-q", help="only facts related to this text (vector search)")
 @click.option("--as-of", "as_of", help='facts true at this time (2022-06-14, "March 2022", 2021)')
 @click.option("--history", is_flag=True, help="show each fact's true/false history")
@@ -143,7 +89,7 @@ def _fact_line(f: Any, as_of: datetime | None) -> str:
 @click.pass_context
 def facts(ctx: click.Context, query: str | None, as_of: str | None, history: bool, all_: bool, limit: int, as_json: bool) -> None:
     """List facts true now (or at --as-of), optionally related to --query."""
-    app = _app(ctx)
+    app = get_app(ctx)
     t = _as_of(as_of)
     if query:
         hits = app.index.query(query, limit * (3 if (all_ or t) else 1), current_only=not (all_ or t))
@@ -163,7 +109,7 @@ def facts(ctx: click.Context, query: str | None, as_of: str | None, history: boo
                 ],
             }))
             continue
-        click.echo(_fact_line(f, t))
+        click.echo(fact_line(f, t))
         if history:
             for h in f.history:
                 mark = " (reverted)" if h.reverted else ""
@@ -172,18 +118,16 @@ def facts(ctx: click.Context, query: str | None, as_of: str | None, history: boo
         click.echo("no facts" + (" match" if query else ""), err=True)
 
 
-@cli.command()
+@click.command()
 @click.option("--doc", "doc_id", required=True, help="document id")
 @click.option("--prompts", is_flag=True, help="show the model's full input for each decision")
 @click.pass_context
 def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
     """What a document changed, and why (the model's output behind each change)."""
-    from agent.errors import KnowdError as _E
-
-    store = _app(ctx).store
+    store = get_app(ctx).store
     st = store.document_status(doc_id)
     if st is None:
-        raise _E(f"no document {doc_id!r} (knowd facts --history shows document ids)")
+        raise KnowdError(f"no document {doc_id!r} (knowd facts --history shows document ids)")
     click.echo(f"document {doc_id}: {st['status']}" + (f" ({st['error']})" if st["error"] else "") + f", attempts {st['attempts']}")
     for o in store.operations(doc_id):
         mark = " [reverted]" if o.reverted else ""
@@ -199,12 +143,12 @@ def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
                     click.echo("      prompt:\n        " + call["prompt"].replace("\n", "\n        "))
 
 
-@cli.command()
+@click.command()
 @click.option("--doc", "doc_id", required=True, help="document id")
 @click.pass_context
 def revert(ctx: click.Context, doc_id: str) -> None:
     """Undo one document's changes, restoring each fact's previous history."""
-    app = _app(ctx)
+    app = get_app(ctx)
     try:
         n = app.store.revert_document(doc_id)
     except KeyError:
@@ -213,26 +157,13 @@ def revert(ctx: click.Context, doc_id: str) -> None:
     click.echo(f"reverted {n} history entries from {doc_id}")
 
 
-@cli.command()
+@click.command()
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
     """Rebuild the vector index from the fact store."""
-    app = _app(ctx)
+    app = get_app(ctx)
     n = app.index.rebuild(app.store)
     click.echo(f"indexed {n} facts")
 
 
-# Commands of the other parts register themselves on `cli` when imported.
-from agent import cli_bench, cli_chat, cli_daemon, cli_trainer  # noqa: E402,F401
-
-
-def main() -> None:
-    cli(prog_name="knowd")
-
-
-if __name__ == "__main__":
-    # Run as a script, this file is `__main__`, a second copy on which the other parts'
-    # commands are not registered: hand over to the imported module.
-    from agent.cli import main as _main
-
-    _main()
+COMMANDS = [ingest, facts, ops, revert, reindex]

@@ -1,9 +1,10 @@
-"""The benchmark harness: replay knowledge-update streams and compare knowd with baselines.
+"""The benchmark harness: replay knowledge-update streams and compare knowd with baselines
+(`knowd bench`, agent/cli/bench.py).
 
 * `stream`  – the stream format (ARCHITECTURE.md), question selection and document subsets;
 * `scoring` – normalisation, correctness, accuracy breakdowns;
 * `systems` – knowd, rag, fact-rag, long-context and weights, all answering through
-  graphs/prompts/answer.py with the same model;
+  graphs/answer.py with the same model and prompt;
 * `runner`  – the replay loop, metering, results JSON / Markdown / PNG, error analysis;
 * `world`   – seeded synthetic worlds (single-hop and multi-hop conversation streams).
 """

@@ -31,8 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import InputError
 from agent.inputs import parse_time
+from stores.errors import InputError
 from stores.types import Document
 
 YES_NO = {"yes", "no"}

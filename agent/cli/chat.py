@@ -1,4 +1,4 @@
-"""knowd CLI commands: `chat` (a terminal REPL) and `serve` (the HTTP API), registered on agent.cli.cli.
+"""knowd CLI commands: `chat` (a terminal REPL) and `serve` (the HTTP API).
 
 The REPL streams each answer as the model writes it and lists the cited facts, with
 their sources, under it. Commands: /asof TIME, /facts [QUERY], /history QUERY,
@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from agent.cli import _app, cli
+from agent.cli.context import fact_line, get_app
 from agent.errors import KnowdError
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def using_app(app: App) -> Iterator[App]:
 
 
 def _get_app(ctx: click.Context) -> App:
-    return _injected.get() or _app(ctx)
+    return _injected.get() or get_app(ctx)
 
 
 class Repl:
@@ -173,7 +173,7 @@ class Repl:
         if not found:
             click.echo(f"no facts true {'now' if as_of is None else 'as of ' + self._when()}" + (" match" if query else ""))
         for f in found:
-            click.echo(_fact_line(f, as_of))
+            click.echo(fact_line(f, as_of))
 
     def history(self, query: str, limit: int = 10) -> None:
         from graphs.retrieval import hybrid_search
@@ -183,7 +183,7 @@ class Repl:
             click.echo("no facts match")
         docs: dict[str, Any] = {}
         for h in hits:
-            click.echo(_fact_line(h.fact, None))
+            click.echo(fact_line(h.fact, None))
             for e in h.fact.history:
                 if e.doc_id and e.doc_id not in docs:
                     docs[e.doc_id] = self.app.store.get_document(e.doc_id)
@@ -194,15 +194,7 @@ class Repl:
                 click.echo(f"    {e.time.date().isoformat()}  {'true ' if e.truth else 'false'}  {e.op:<10} {src}{url}{mark}")
 
 
-def _fact_line(f: Any, as_of: Any) -> str:
-    truth = f.truth_at(as_of)
-    state = "true" if truth else "false" if truth is False else "unknown"
-    live = [h for h in f.history if not h.reverted and (as_of is None or h.time <= as_of)]
-    since = live[-1].time.date().isoformat() if live else "-"
-    return f"[{f.id}] {f.text}  ({state} since {since})"
-
-
-@cli.command()
+@click.command()
 @click.option("--as-of", "as_of", help="answer as of this date or period (like /asof)")
 @click.option("--session", default="terminal", show_default=True, help="conversation name")
 @click.pass_context
@@ -211,7 +203,7 @@ def chat(ctx: click.Context, as_of: str | None, session: str) -> None:
     Repl(_get_app(ctx), session=session, as_of=as_of).run()
 
 
-@cli.command()
+@click.command()
 @click.option("--host", help="address to listen on (default: server.host, 127.0.0.1)")
 @click.option("--port", type=int, help="port (default: server.port; 0 = any free port)")
 @click.pass_context
@@ -226,3 +218,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         click.echo(f"knowd: serving {url}/v1 (model {model!r}); Ctrl-C stops", err=True)
 
     serve_forever(app, host, port, on_ready=ready)
+
+
+COMMANDS = [chat, serve]

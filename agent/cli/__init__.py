@@ -1,0 +1,28 @@
+"""The `knowd` command line: one click group (agent/cli/context.py) and the commands
+of each part, registered on it here.
+
+    facts.py          ingest, facts, ops, revert, reindex
+    daemon.py         run, status, connectors list|add|test
+    chat.py           chat (the REPL), serve (the HTTP API)
+    consolidation.py  consolidate, adapters, report
+    bench.py          bench run|generate|report (the harness in bench/, imported when run)
+
+Each command module depends on the context module only, never on this one, so
+there is no import cycle; `knowd`, `python -m agent` and `python -m agent.cli`
+all call `main`.
+"""
+from __future__ import annotations
+
+from agent.cli import bench, chat, consolidation, daemon, facts
+from agent.cli.context import cli
+
+for _module in (facts, daemon, chat, consolidation, bench):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="knowd")
+
+
+__all__ = ["cli", "main"]
