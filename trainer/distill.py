@@ -183,10 +183,10 @@ def train(
             for i in range(0, len(val_items), cfg.batch_size):
                 s, n = batch_loss(model, val_items[i : i + cfg.batch_size], T, pad_id, device)
                 d, nd = d + float(s), nd + n
-            l, nl = batch_loss(model, probe_items[: cfg.probe_batch_size], cfg.locality_temperature, pad_id, device) if probe_items else (0.0, 1)
+            loc, nl = batch_loss(model, probe_items[: cfg.probe_batch_size], cfg.locality_temperature, pad_id, device) if probe_items else (0.0, 1)
         model.train()
         dv = T * T * d / max(1, nd)
-        lv = float(l) / max(1, nl)
+        lv = float(loc) / max(1, nl)
         # The training objective on held-out questions and probes.
         return {"val_distill": dv, "val_locality": lv, "val_loss": dv + lam * lv}
 

@@ -37,7 +37,7 @@ def export_gguf(adapter_dir: Path, out_path: Path, arch: str = "gemma3", num_lay
     import json
 
     import numpy as np
-    from gguf import GGUFWriter, MODEL_ARCH, MODEL_ARCH_NAMES, get_tensor_name_map
+    from gguf import GGUFWriter, MODEL_ARCH_NAMES, get_tensor_name_map
     from safetensors.torch import load_file
 
     adapter_dir = Path(adapter_dir)

@@ -7,7 +7,6 @@ matplotlib is imported only here, with the Agg backend.
 from __future__ import annotations
 
 import html
-import json
 import os
 from datetime import date as date_cls, datetime
 from pathlib import Path

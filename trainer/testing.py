@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from trainer.prompts import answer
 
 
 class FactGenerator:
