@@ -53,7 +53,8 @@ def real_app(tmp_path_factory):  # noqa: ANN001
         for f in have.iterdir():
             if f.is_file() and not f.name.startswith("."):
                 (models / f.name).symlink_to(f.resolve())
-    app = App(config_from_dict({"data_dir": str(base / "data")}, base_dir=base))
+    # whole-chunk extraction, the setting this test was written for (it was the code default)
+    app = App(config_from_dict({"data_dir": str(base / "data"), "ingest": {"extract_unit": "chunk"}}, base_dir=base))
     yield app
     app.close()
 
