@@ -34,6 +34,7 @@ class App:
     ):
         self.cfg = cfg
         self._lock = threading.Lock()
+        self._names: Any = None  # graphs.names.NameIndex, built on the first ingest
         # injected components (tests, benchmarks) win over the configured ones
         if llm is not None:
             self.__dict__["llm"] = llm
@@ -63,8 +64,12 @@ class App:
 
     def ingest_context(self) -> Any:
         from graphs.ingest import IngestContext
+        from graphs.names import NameIndex
 
-        return IngestContext(store=self.store, index=self.index, llm=self.llm, cfg=self.cfg.ingest)
+        with self._lock:  # one index of the store's names per process, kept up to date by each commit
+            if self._names is None:
+                self._names = NameIndex(self.store.key_names())
+        return IngestContext(store=self.store, index=self.index, llm=self.llm, cfg=self.cfg.ingest, names=self._names)
 
     def close(self) -> None:
         if "store" in self.__dict__:

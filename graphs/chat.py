@@ -7,6 +7,9 @@
                   the facts true at that time, keeping the relevant ones (close in
                   meaning, or sharing a content word); history questions also see facts
                   that are no longer true, each with its true/false history and sources
+    lookup     -> what the store's structure decides (graphs/lookup.py): a choice that a
+                  fact true at the time supports, yes/no from a slot's value, or the fact a
+                  factoid question asks for, cited; no model call. Otherwise:
     generate   -> free text citing the facts as [n] (streamed token by token), or
     choose     -> the most likely of given choices (multiple choice, by likelihood), or
     choose_set -> the set of right choices (list answers), or
@@ -33,6 +36,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from graphs import answer as answering
+from graphs import lookup as facts_lookup
 from graphs.config import ChatConfig
 from graphs.llm import LLM
 from graphs.prompts import chat as chat_prompt
@@ -131,6 +135,7 @@ class ChatState:
     answer: str = ""
     chosen: list[str] = field(default_factory=list)
     cited: list[int] = field(default_factory=list)  # UsedFact.n of the facts the answer rests on
+    decided: bool = False  # answered from the store's structure (graphs/lookup.py), no model call
     # memory
     turns: Annotated[list[Turn], _keep_recent] = field(default_factory=list)
 
@@ -340,6 +345,56 @@ def _related(store: Store, facts: list[Fact], intent: TimeIntent, limit: int) ->
     return out
 
 
+def lookup(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Answers the store's structure decides (graphs/lookup.py): a choice a fact true at
+    the time supports, yes/no from a slot's value, or the fact a factoid question asks
+    for. Only when the store has nothing does the model choose or write."""
+    ctx, intent = runtime.context, state.intent
+    if not ctx.cfg.lookup or (intent.mode == "history" and state.mode != "text"):
+        return {"decided": False}
+    when = intent.end if intent.mode == "as_of" else None
+    subjects, found = facts_lookup.gather(ctx.store, state.question, ctx.store.get_facts([u.id for u in state.facts]))
+    if not found:
+        return {"decided": False}
+    known = facts_lookup.known(list(found.values()), when)
+    if intent.mode == "history":  # "where did X work before ...": any version may answer
+        for k in known:
+            k.true_then = k.true_then or k.was_true
+    if state.mode in ("choice", "set"):
+        d = facts_lookup.decide(state.question, state.choices, known, subjects=subjects)
+        if d.answer is None:
+            return {"decided": False}
+        chosen = d.answer if isinstance(d.answer, list) else [d.answer]
+        used, cited = _with_facts(state, [found[i] for i in dict.fromkeys(d.support)], ctx)
+        text = ", ".join(chosen)
+    else:
+        b = facts_lookup.best_fact(state.question, known, subjects=subjects)
+        if b is None:
+            return {"decided": False}
+        used, cited = _with_facts(state, [found[b.fact_id]], ctx)
+        chosen = []
+        text = f"{b.text.rstrip('.')} [{cited[0]}]."
+    runtime.stream_writer(text)
+    return {"answer": text, "chosen": chosen, "cited": cited, "facts": used, "decided": True, "known": True}
+
+
+def _with_facts(state: ChatState, facts: list[Fact], ctx: ChatContext) -> tuple[list[UsedFact], list[int]]:
+    """The retrieved facts plus those an answer rests on (numbered after them), and the
+    numbers of the latter."""
+    used = list(state.facts)
+    by_id = {u.id: u.n for u in used}
+    cited: list[int] = []
+    cache: dict[str, Any] = {}
+    for f in facts:
+        if f.id not in by_id:
+            note, entries = _note_and_entries(f, state.intent)
+            n = len(used) + 1
+            used.append(UsedFact(n, f.id, f.text, note, f.is_current, _sources(entries, ctx.store, cache, ctx.cfg.max_sources)))
+            by_id[f.id] = n
+        cited.append(by_id[f.id])
+    return used, list(dict.fromkeys(cited))
+
+
 def generate(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Free text from the numbered facts; with `stream`, every token goes to the stream writer."""
     ctx = runtime.context
@@ -456,6 +511,8 @@ def remember(state: ChatState) -> dict[str, Any]:
 
 def _answer_route(state: ChatState) -> str:
     # choice modes always pick (an evaluation needs an answer); free text does not guess
+    if state.decided:
+        return "remember"
     if state.mode == "choice":
         return "choose"
     if state.mode == "set":
@@ -467,6 +524,7 @@ def _answer_route(state: ChatState) -> str:
 builder = StateGraph(ChatState, context_schema=ChatContext)
 builder.add_node("understand", understand)
 builder.add_node("retrieve", retrieve)
+builder.add_node("lookup", lookup)
 builder.add_node("generate", generate)
 builder.add_node("choose", choose)
 builder.add_node("choose_set", choose_set)
@@ -474,7 +532,8 @@ builder.add_node("unknown", unknown)
 builder.add_node("remember", remember)
 builder.add_edge(START, "understand")
 builder.add_edge("understand", "retrieve")
-builder.add_conditional_edges("retrieve", _answer_route, ["generate", "choose", "choose_set", "unknown"])
+builder.add_edge("retrieve", "lookup")
+builder.add_conditional_edges("lookup", _answer_route, ["remember", "generate", "choose", "choose_set", "unknown"])
 for _n in ("generate", "choose", "choose_set", "unknown"):
     builder.add_edge(_n, "remember")
 builder.add_edge("remember", END)

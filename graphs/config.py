@@ -15,6 +15,11 @@ class _Section(BaseModel):
 
 
 class IngestConfig(_Section):
+    revision: Literal["keys", "model"] = Field(
+        "keys", description="keys: propositions from a parse, revised by the key of the question each answers "
+        "(deterministic, no model call; graphs/slots.py); model: ERASE as published, the model extracts, "
+        "classifies and rewrites (for a model that can judge contradiction)",
+    )
     chunk_tokens: int = Field(400, ge=32, description="document chunk size in model tokens")
     top_k_doc: int = Field(8, ge=0, description="facts retrieved by the chunk's embedding")
     top_k_per_fact: int = Field(3, ge=0, description="facts retrieved per newly extracted fact")
@@ -33,6 +38,10 @@ class IngestConfig(_Section):
 
 
 class ChatConfig(_Section):
+    lookup: bool = Field(
+        True, description="answer from the store's structure first (a choice or a slot value a fact true then "
+        "supports; graphs/lookup.py); the model answers only what the store cannot decide",
+    )
     top_k: int = Field(8, ge=1)
     min_relevance: float = Field(0.25, ge=0, le=1, description="below this cosine nothing is 'known'")
     max_tokens: int = Field(200, ge=1)

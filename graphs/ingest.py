@@ -1,6 +1,21 @@
-"""The ERASE ingest graph: one document in, one atomic commit out.
+"""The ingest graphs: one document in, one atomic commit out.
 
-For each chunk of the document:
+Two ways to revise the store, chosen by `ingest.revision`:
+
+* `keys` (the default; graphs/propositions.py, graphs/keys.py, graphs/slots.py):
+
+      propose -> the document's own clauses, made to stand alone, each with the key of
+                 the question it answers, read from a dependency parse (no model call)
+      revise  -> by keys: a new value of a one-value slot makes the old fact false, an
+                 ended statement ends its fact, a repeated value reinforces, a changed
+                 employer re-examines what depended on it and derives what follows
+      commit  -> as below
+
+  The bundled 270M model cannot judge contradiction (../shared/probes/): asked whether
+  a news item leaves a fact "still true" it says yes to everything. Keys make that
+  decision without it.
+
+* `model` (ERASE as published, for models that can judge contradiction). For each chunk:
 
     extract  -> new atomic facts (subject, relation, object) from the chunk
     retrieve -> candidate facts: top-k by the chunk's embedding, top-k per new fact,
@@ -30,9 +45,10 @@ from typing import Annotated, Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graphs import guards
+from graphs import guards, propositions, slots
 from graphs.config import IngestConfig
 from graphs.llm import LLM, BackendError, Completion, ModelOutputError, complete_json
+from graphs.names import NameIndex
 from graphs.prompts import classify as classify_prompt
 from graphs.prompts import extract as extract_prompt
 from graphs.prompts import rewrite as rewrite_prompt
@@ -105,6 +121,12 @@ class IngestContext:
     index: FactIndex
     llm: LLM
     cfg: IngestConfig
+    names: NameIndex | None = None  # the store's full names, loaded on first use (keyed revision)
+
+    def name_index(self) -> NameIndex:
+        if self.names is None:
+            self.names = NameIndex(self.store.key_names())
+        return self.names
 
 
 @dataclass
@@ -121,6 +143,9 @@ class IngestState:
     calls: Annotated[list[CallRecord], operator.add] = field(default_factory=list)
     rejects: Annotated[list[Reject], operator.add] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    # keyed revision
+    propositions: list[propositions.Proposition] = field(default_factory=list)
+    changes: list[slots.Change] = field(default_factory=list)
 
 
 def _record(c: Completion, error: str | None = None) -> CallRecord:
@@ -392,6 +417,74 @@ def commit(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any
     return {"summary": counts}
 
 
+# ----------------------------------------------------------------------------- keyed revision nodes
+def propose(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+    """The document's propositions and their keys (a parse, no model call)."""
+    doc = state.doc
+    props = propositions.extract(doc.text, doc.title, runtime.context.name_index())
+    return {"propositions": props}
+
+
+def revise(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+    """What the propositions do to the facts held at the document's time (graphs/slots.py)."""
+    t = state.doc.time
+    rev = slots.Revision(slots.StoreFacts(runtime.context.store, t), t)
+    for i, p in enumerate(state.propositions):
+        rev.apply(p.text, p.key, i)
+    rev.finish()
+    return {"changes": rev.changes}
+
+
+def commit_keyed(state: IngestState, runtime: Runtime[IngestContext]) -> dict[str, Any]:
+    """The keyed revision's changes in one transaction; then the vector index and the names."""
+    ctx = runtime.context
+    store, doc = ctx.store, state.doc
+    counts: dict[str, int] = {}
+    with store.transaction() as c:
+        store.put_document(doc, status="done")
+        for ch in state.changes:
+            counts[ch.op] = counts.get(ch.op, 0) + 1
+            detail = _change_detail(ch, state.propositions)
+            if ch.fact_id is None:  # a new fact: extracted, rewritten or derived
+                k = ch.key
+                fid = store.insert_fact(
+                    c, ch.text or "", k.subject if k else "", k.relation if k else "", k.object if k else "",
+                    supersedes=ch.supersedes, keys=k.stored() if k else None,
+                )
+                before = store.get_fact(ch.supersedes).text if ch.supersedes and store.get_fact(ch.supersedes) else None
+                op_id = store.log_operation(c, Operation(doc.id, fid, ch.op, before, ch.text, ch.time, detail=detail))
+                store.add_history(c, fid, ch.time, True, doc.id, ch.op, op_id)
+            else:
+                f = store.get_fact(ch.fact_id)
+                text = f.text if f else None
+                truth = ch.op != "make_false"
+                op_id = store.log_operation(c, Operation(doc.id, ch.fact_id, ch.op, text, text if truth else None, ch.time, detail=detail))
+                store.add_history(c, ch.fact_id, ch.time, truth, doc.id, ch.op, op_id)
+    ctx.index.sync(store)
+    names = ctx.name_index()
+    for ch in state.changes:
+        if ch.key is not None:
+            for n in (ch.key.subject, ch.key.object):
+                if n[:1].isupper():
+                    names.add(n)
+    return {"summary": counts}
+
+
+def _change_detail(ch: slots.Change, props: list[propositions.Proposition]) -> str:
+    """Why, for `knowd ops`: the rule, the key it used and the sentence it came from."""
+    k = ch.key
+    key = f"[{k.subject} | {k.relation} | {k.object}{' | ended' if k and not k.holds else ''}]" if k else "[no key]"
+    src = props[ch.prop_index].sentence if ch.prop_index is not None and ch.prop_index < len(props) else ""
+    parts = [ch.detail or ch.op, f"key {key}"]
+    if src:
+        parts.append(f"from: {src}")
+    return "; ".join(parts)[:2000]
+
+
+def _revision(state: IngestState, runtime: Runtime[IngestContext]) -> str:
+    return "propose" if runtime.context.cfg.revision == "keys" else "split"
+
+
 # ----------------------------------------------------------------------------- helpers
 def _json_call(llm: LLM, prompt: str, schema: dict, step: str, max_tokens: int) -> tuple[Any, Completion]:
     return complete_json(llm, prompt, schema, step=step, max_tokens=max_tokens)
@@ -409,6 +502,9 @@ def _after_dedupe(state: IngestState) -> str:
 
 # ----------------------------------------------------------------------------- wiring
 builder = StateGraph(IngestState, context_schema=IngestContext)
+builder.add_node("propose", propose)
+builder.add_node("revise", revise)
+builder.add_node("commit_keyed", commit_keyed)
 builder.add_node("split", split)
 builder.add_node("extract", extract)
 builder.add_node("retrieve", retrieve)
@@ -417,7 +513,10 @@ builder.add_node("rewrite", rewrite)
 builder.add_node("dedupe", dedupe)
 builder.add_node("next_chunk", next_chunk)
 builder.add_node("commit", commit)
-builder.add_edge(START, "split")
+builder.add_conditional_edges(START, _revision, ["propose", "split"])
+builder.add_edge("propose", "revise")
+builder.add_edge("revise", "commit_keyed")
+builder.add_edge("commit_keyed", END)
 builder.add_edge("split", "extract")
 builder.add_edge("extract", "retrieve")
 builder.add_edge("retrieve", "classify")

@@ -23,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stores.types import Document, Fact, HistoryEntry, Operation, content_hash, utcnow
+from stores.types import Document, Fact, FactKey, HistoryEntry, Operation, content_hash, key_norm, utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fact_keys
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +50,15 @@ CREATE TABLE IF NOT EXISTS facts (
 );
 CREATE INDEX IF NOT EXISTS facts_subject ON facts(subject COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS facts_norm ON facts(norm);
+CREATE TABLE IF NOT EXISTS fact_keys (          -- which question each fact answers (graphs/keys.py)
+    fact_id TEXT NOT NULL REFERENCES facts(id),
+    subject TEXT NOT NULL, relation TEXT NOT NULL, object TEXT NOT NULL DEFAULT '',
+    subject_norm TEXT NOT NULL, object_norm TEXT NOT NULL DEFAULT '',
+    negated INTEGER NOT NULL DEFAULT 0, past INTEGER NOT NULL DEFAULT 0, definite INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (fact_id, relation, subject_norm, object_norm)
+);
+CREATE INDEX IF NOT EXISTS keys_subject ON fact_keys(subject_norm, relation);
+CREATE INDEX IF NOT EXISTS keys_object ON fact_keys(object_norm, relation);
 CREATE TABLE IF NOT EXISTS fact_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fact_id TEXT NOT NULL REFERENCES facts(id),
@@ -152,7 +161,9 @@ class Store:
         self._depth = 0
         self._conn.executescript(_SCHEMA)
         self._conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            """INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE
+               SET value=excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)""",
+            (str(SCHEMA_VERSION),),
         )
 
     def close(self) -> None:
@@ -250,13 +261,24 @@ class Store:
                 )
         return out
 
+    def _keys(self, fact_ids: list[str]) -> dict[str, list[FactKey]]:
+        out: dict[str, list[FactKey]] = {f: [] for f in fact_ids}
+        for chunk in _chunks(fact_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._q(f"SELECT * FROM fact_keys WHERE fact_id IN ({marks}) ORDER BY rowid", chunk):
+                out[r["fact_id"]].append(FactKey(
+                    r["subject"], r["relation"], r["object"], bool(r["negated"]), bool(r["past"]), bool(r["definite"])
+                ))
+        return out
+
     def _facts_from_rows(self, rows: list[sqlite3.Row]) -> list[Fact]:
-        hist = self._history([r["id"] for r in rows])
+        ids = [r["id"] for r in rows]
+        hist, keys = self._history(ids), self._keys(ids)
         return [
             Fact(
                 id=r["id"], text=r["text"], subject=r["subject"], relation=r["relation"],
                 object=r["object"], supersedes=r["supersedes"], created_at=parse_time(r["created_at"]),
-                history=hist[r["id"]],
+                history=hist[r["id"]], keys=keys[r["id"]],
             )
             for r in rows
         ]
@@ -303,6 +325,66 @@ class Store:
         )
         return self._facts_from_rows(rows)
 
+    # ------------------------------------------------------------------ keys (slot lookups)
+    def facts_by_key(
+        self, *, relation: str | None = None, subject: str | None = None, obj: str | None = None,
+        limit: int = 500,
+    ) -> list[Fact]:
+        """Facts with a key of this relation and subject and/or object (compared by
+        `key_norm`), newest first. Truth is not filtered here: callers ask it at their time."""
+        where, args = [], []
+        if subject is not None:
+            where.append("fact_keys.subject_norm=?")
+            args.append(key_norm(subject))
+        if obj is not None:
+            where.append("fact_keys.object_norm=?")
+            args.append(key_norm(obj))
+        if relation is not None:
+            where.append("fact_keys.relation=?")
+            args.append(relation)
+        if not where:
+            raise ValueError("facts_by_key needs a relation, subject or object")
+        rows = self._q(
+            f"""SELECT DISTINCT facts.* FROM fact_keys JOIN facts ON facts.id = fact_keys.fact_id
+                WHERE {" AND ".join(where)} ORDER BY facts.created_at DESC LIMIT ?""",
+            [*args, limit],
+        )
+        return self._facts_from_rows(rows)
+
+    def facts_mentioning(self, name: str, limit: int = 200) -> list[Fact]:
+        """Facts whose text has `name` as a phrase (FTS5) or whose key names it."""
+        words = re.findall(r"\w+", name.lower())
+        if not words:
+            return []
+        phrase = '"' + " ".join(words) + '"'
+        rows = self._q(
+            """SELECT facts.* FROM facts_fts JOIN facts ON facts.rowid = facts_fts.rowid
+               WHERE facts_fts MATCH ? ORDER BY facts.created_at DESC LIMIT ?""",
+            (phrase, limit),
+        )
+        n = key_norm(name)
+        rows += self._q(
+            """SELECT DISTINCT facts.* FROM fact_keys JOIN facts ON facts.id = fact_keys.fact_id
+               WHERE subject_norm=? OR object_norm=? LIMIT ?""",
+            (n, n, limit),
+        )
+        seen: dict[str, sqlite3.Row] = {}
+        for r in rows:
+            seen.setdefault(r["id"], r)
+        return self._facts_from_rows(list(seen.values()))
+
+    def key_names(self) -> dict[str, int]:
+        """Every capitalised subject and object the keys name ('Northwind Logistics'), with
+        how many keys name it: the names a new document's short forms resolve to."""
+        out: dict[str, int] = {}
+        for r in self._q(
+            """SELECT name, count(*) AS n FROM (SELECT subject AS name FROM fact_keys UNION ALL
+               SELECT object AS name FROM fact_keys) WHERE name != '' GROUP BY name"""
+        ):
+            if r["name"][:1].isupper():
+                out[r["name"]] = int(r["n"])
+        return out
+
     def find_by_norm(self, text: str) -> Fact | None:
         rows = self._q("SELECT * FROM facts WHERE norm=?", (normalise_fact(text),))
         return self._facts_from_rows(rows)[0] if rows else None
@@ -335,15 +417,23 @@ class Store:
     # writes below must run inside a transaction (the ingest commit holds one)
     def insert_fact(
         self, c: sqlite3.Connection, text: str, subject: str = "", relation: str = "",
-        obj: str = "", supersedes: str | None = None,
+        obj: str = "", supersedes: str | None = None, keys: list[FactKey] | None = None,
     ) -> str:
-        """Create the fact row if new; returns its id (same text ⇒ same id)."""
+        """Create the fact row if new; returns its id (same text ⇒ same id). `keys` are
+        added to the fact's keys (a fact stated again keeps the keys it had)."""
         fid = fact_id_for(text)
         c.execute(
             """INSERT OR IGNORE INTO facts(id, text, norm, subject, relation, object, supersedes, created_at)
                VALUES (?,?,?,?,?,?,?,?)""",
             (fid, text.strip(), normalise_fact(text), subject, relation, obj, supersedes, fmt_time(utcnow())),
         )
+        for k in keys or []:
+            c.execute(
+                """INSERT OR IGNORE INTO fact_keys(fact_id, subject, relation, object, subject_norm, object_norm,
+                       negated, past, definite) VALUES (?,?,?,?,?,?,?,?,?)""",
+                (fid, k.subject, k.relation, k.object, key_norm(k.subject), key_norm(k.object),
+                 int(k.negated), int(k.past), int(k.definite)),
+            )
         return fid
 
     def add_history(

@@ -6,6 +6,7 @@ are what it hands out. Times are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -60,6 +61,40 @@ class Document:
         return content_hash(self.title or "", self.text)
 
 
+_KEY_STOP = frozenset("the a an of in at on for and".split())
+
+
+def key_norm(value: str) -> str:
+    """The comparison form of a key's subject or object: lower case, without articles,
+    possessives, 'of'/'in' and a trailing 'a year', words sorted, so that 'the warehouse
+    in Lyon' and 'the Lyon warehouse', or 'Globex's' and 'Globex', compare equal."""
+    v = (value or "").strip().lower()
+    v = re.sub(r"\s+(a|per)\s+(year|month|week|day|hour)$", "", v)
+    v = re.sub(r"[\"“”]", "", v)
+    v = re.sub(r"'s\b|’s\b|'|’", " ", v)
+    words = [w.strip(".,") for w in re.findall(r"[\w:.,%-]+", v)]
+    return " ".join(sorted(w for w in words if w and w not in _KEY_STOP))
+
+
+@dataclass
+class FactKey:
+    """Which question a fact answers: subject -relation-> object ("Maria Lopez" -"chief
+    executive of"-> "Northwind Logistics"). `negated`/`past` keys ("no longer", "previously")
+    hold no slot: they record that something ended. `definite`: "the R of O", one holder."""
+
+    subject: str
+    relation: str
+    object: str = ""
+    negated: bool = False
+    past: bool = False
+    definite: bool = False
+
+    @property
+    def holds(self) -> bool:
+        """Whether the key occupies its slot (a positive, present statement)."""
+        return not (self.negated or self.past)
+
+
 @dataclass
 class HistoryEntry:
     """One version of a fact's truth: since `time`, the fact is `truth`, because of `doc_id`."""
@@ -82,6 +117,7 @@ class Fact:
     history: list[HistoryEntry] = field(default_factory=list)
     supersedes: str | None = None  # id of the fact this one was rewritten from
     created_at: datetime = field(default_factory=utcnow)
+    keys: list[FactKey] = field(default_factory=list)  # filled by Store when asked for (with_keys)
 
     def _live(self) -> list[HistoryEntry]:
         return [h for h in self.history if not h.reverted]
@@ -98,6 +134,13 @@ class Fact:
     @property
     def is_current(self) -> bool:
         return self.truth_at(None) is True
+
+    def held_at(self, when: datetime) -> bool:
+        """True at `when`, or announced for later and not yet decided ('from 1 October')."""
+        t = self.truth_at(when)
+        if t is not None:
+            return t
+        return any(h.truth and h.time > when for h in self._live())
 
     @property
     def sources(self) -> list[str]:

@@ -34,9 +34,22 @@ def shared_data() -> Path:
 def cfg(tmp_path: Path):
     from agent.config import config_from_dict
 
-    # whole-chunk extraction: the unit tests queue the fake model's answers one chunk at a time
-    # (config.yaml's default, extraction by sentence, has tests of its own)
-    return config_from_dict({"data_dir": str(tmp_path / "data"), "ingest": {"extract_unit": "chunk"}}, base_dir=tmp_path)
+    # The ERASE path (revision: model) with whole-chunk extraction, and the model answering:
+    # the unit tests written for it queue the fake model's answers one chunk at a time.
+    # config.yaml's defaults (revision by keys, lookup before the model) have tests of
+    # their own (tests/test_keys_*.py, `keyed_cfg` below).
+    return config_from_dict(
+        {"data_dir": str(tmp_path / "data"), "ingest": {"revision": "model", "extract_unit": "chunk"}, "chat": {"lookup": False}},
+        base_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def keyed_cfg(tmp_path: Path):
+    """config.yaml's defaults: revision by keys, answers from the store's structure first."""
+    from agent.config import config_from_dict
+
+    return config_from_dict({"data_dir": str(tmp_path / "data")}, base_dir=tmp_path)
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def real_app(tmp_path_factory):  # noqa: ANN001
             if f.is_file() and not f.name.startswith("."):
                 (models / f.name).symlink_to(f.resolve())
     # whole-chunk extraction, the setting this test was written for (it was the code default)
-    app = App(config_from_dict({"data_dir": str(base / "data"), "ingest": {"extract_unit": "chunk"}}, base_dir=base))
+    app = App(config_from_dict({"data_dir": str(base / "data"), "ingest": {"revision": "model", "extract_unit": "chunk"}, "chat": {"lookup": False}}, base_dir=base))
     yield app
     app.close()
 

@@ -109,6 +109,7 @@ def _rfc822(i: int) -> str:
 def write_config(tmp: Path, connectors: list[dict], **daemon: object) -> Path:
     cfg = {
         "data_dir": str(tmp / "data"),
+        "ingest": {"revision": "model"},  # the FakeLLM answers the ERASE path's extraction prompts
         "connectors": connectors,
         "daemon": {"consolidate_at": None, "log_format": "json", "retry_base_s": 0.2, "retry_max_s": 1,
                    "stop_timeout_s": 5, **daemon},

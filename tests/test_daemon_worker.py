@@ -41,7 +41,8 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
 
     def make(llm: FakeLLM | None = None, **overrides: object) -> App:
         raw = {"data_dir": str(tmp_path / "data"), "daemon": {"consolidate_at": None, "retry_base_s": 0.1,
-                                                              "retry_max_s": 0.3}}
+                                                              "retry_max_s": 0.3},
+               "ingest": {"revision": "model"}}  # the fake model's failures drive these tests: the ERASE path calls it
         for key, value in overrides.items():
             raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value  # type: ignore[dict-item]
         llm = llm or FakeLLM(responder=lambda p, s, st: {"facts": []})

@@ -73,7 +73,7 @@ CHILD = textwrap.dedent(
             return orig_s(self, store, *a, **k)
         FactIndex.sync = sync
 
-    cfg = config_from_dict({{"data_dir": data, "ingest": {{"extract_unit": "chunk"}}}})  # the responder reads chunk prompts
+    cfg = config_from_dict({{"data_dir": data, "ingest": {{"revision": "model", "extract_unit": "chunk"}}}})  # the responder reads chunk prompts
     app = App(cfg, llm=FakeLLM(responder=answer), embedder=HashEmbedder())
     which = sys.argv[4]
     d = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01") if which == "d1" else \\

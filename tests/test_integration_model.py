@@ -25,7 +25,7 @@ def real_app(tmp_path_factory):
     from agent.config import config_from_dict
 
     data = tmp_path_factory.mktemp("real") / "data"
-    cfg = config_from_dict({"data_dir": str(data), "ingest": {"extract_unit": "chunk"}})  # the setting these were written for
+    cfg = config_from_dict({"data_dir": str(data), "ingest": {"revision": "model", "extract_unit": "chunk"}})  # the setting these were written for
     app = App(cfg)
     yield app
     app.close()

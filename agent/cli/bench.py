@@ -1,7 +1,9 @@
 """knowd CLI commands: bench, a thin front for the benchmark harness (bench/harness/).
 
     knowd bench STREAM.jsonl [options]          # = knowd bench run STREAM.jsonl
-    knowd bench generate --world multi-hop --seed 1 --out FILE
+    knowd bench generate --world multi-hop --seed 1 --out FILE [--gold-out GOLD]
+    knowd bench audit STREAM.jsonl --gold GOLD  # the store audit (bench/harness/audit.py)
+    knowd bench samples --out FILE              # the configured connectors' documents, as a stream
 
 The harness is not part of the product package: it is imported only when a bench
 command runs, from the source checkout the `agent` package sits in.
@@ -54,7 +56,7 @@ def bench() -> None:
 @bench.command("run")
 @click.argument("stream_path", metavar="STREAM.jsonl", type=click.Path(exists=True, dir_okay=False))
 @click.option("--system", "systems", multiple=True,
-              type=click.Choice(["knowd", "rag", "fact-rag", "long-context", "weights"]),
+              type=click.Choice(["knowd", "knowd-erase", "rag", "fact-rag", "long-context", "weights"]),
               help="system to run (repeatable; default: knowd, rag, fact-rag, long-context)")
 @click.option("--max-questions", type=click.IntRange(min=1), help="changed questions first, then as many unchanged (seeded)")
 @click.option("--max-docs", type=click.IntRange(min=1), help="replay at most this many documents (see --subset)")
@@ -71,17 +73,11 @@ def run(
     subset: str, seed: int, model: str | None, k: int | None, budget_tokens: int | None, out_dir: str,
 ) -> None:
     """Replay STREAM.jsonl through each system and write results.json, results.md and accuracy.png."""
-    from agent.config import config_from_dict
     from agent.embeddings import build_embedder
     from agent.llm import build_llm
 
     runner = harness("runner")
-    cfg = get_config(ctx)
-    if model:
-        llm_over: dict[str, Any] = {"backend": "openai"} if model == "openai" else {"backend": "llama_cpp", "model_path": str(Path(model).resolve())}
-        raw = cfg.model_dump()
-        raw["llm"] = {**raw["llm"], **llm_over}
-        cfg = config_from_dict(raw, base_dir=cfg.base_dir)
+    cfg = _with_model(get_config(ctx), model)
     stream = harness("stream").read_stream(stream_path)
     opts = runner.BenchOptions(
         systems=list(systems) or runner.BenchOptions().systems, max_questions=max_questions, max_docs=max_docs,
@@ -105,12 +101,106 @@ def run(
 @click.option("--companies", default=3, show_default=True)
 @click.option("--changes", default=4, show_default=True, help="transitions (two thirds of them job changes)")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
-def generate(kind: str, seed: int, people: int, companies: int, changes: int, out_path: str) -> None:
+@click.option("--gold-out", type=click.Path(dir_okay=False), help="also write the world's gold state, for `knowd bench audit`")
+def generate(kind: str, seed: int, people: int, companies: int, changes: int, out_path: str, gold_out: str | None) -> None:
     """Write a synthetic conversation world as a stream (same seed, same file)."""
     w = harness("world").generate_world(kind, seed, people=people, companies=companies, changes=changes)
     harness("stream").write_stream(w.stream, out_path)
     qs = w.stream.questions
     click.echo(f"wrote {out_path}: {len(w.stream.documents)} documents, {len(qs)} questions ({sum(q.changed for q in qs)} changed)")
+    if gold_out:
+        audit = harness("audit")
+        gold = audit.world_gold(w)
+        audit.dump_gold(gold, gold_out)
+        click.echo(f"wrote {gold_out}: {len(gold)} gold facts")
+
+
+@bench.command("audit")
+@click.argument("stream_path", metavar="STREAM.jsonl", type=click.Path(exists=True, dir_okay=False))
+@click.option("--gold", "gold_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the gold state: `knowd bench generate --gold-out`, or a file like bench/gold/samples.yaml")
+@click.option("--system", "systems", multiple=True, type=click.Choice(["knowd", "knowd-erase", "fact-rag"]),
+              help="fact-store systems to audit (repeatable; default: knowd)")
+@click.option("--model", help="a GGUF path, or 'openai' for the configured server (knowd-erase uses the model)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench/out/audit", show_default=True)
+@click.pass_context
+def audit(ctx: click.Context, stream_path: str, gold_path: str, systems: tuple[str, ...], model: str | None, out_dir: str) -> None:
+    """Replay STREAM's documents and audit each store against GOLD at every checkpoint:
+    precision, recall and stale rate of the facts, collateral make_false, reinforce precision."""
+    from agent.embeddings import build_embedder
+    from agent.llm import build_llm
+
+    aud, sysmod = harness("audit"), harness("systems")
+    cfg = _with_model(get_config(ctx), model)
+    stream = harness("stream").read_stream(stream_path)
+    gold = aud.load_gold(gold_path)
+    names = list(systems) or ["knowd"]
+    needs_model = any(n != "knowd" and n != "fact-rag" or cfg.ingest.revision == "model" for n in names)
+    llm = build_llm(cfg) if needs_model else _NoModel()
+    embedder = build_embedder(cfg)
+    out = Path(out_dir)
+
+    def env_for(name: str):  # noqa: ANN202
+        return sysmod.BenchEnv(llm=llm, embedder=embedder, cfg=cfg, workdir=out / "work" / name)
+
+    result = aud.run_audit(stream, gold, names, env_for, out, progress=lambda s: click.echo(s, err=True))
+    result["stream"] = Path(stream_path).name
+    (out / "audit.md").write_text(aud.audit_markdown(result), encoding="utf-8")
+    for name, r in result["systems"].items():
+        s, o = r["summary"], r["operations"]
+        click.echo(f"{name}: precision {s['precision']:.3f}, recall {s['recall']:.3f}, stale {s['stale_rate']:.3f}, "
+                   f"collateral make_false {o['collateral_make_false']}/{o['make_false']}, reinforce precision {o['reinforce_precision']}")
+    click.echo(f"wrote {out / 'audit.json'}, audit.md, audit.png")
+
+
+@bench.command("samples")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def samples(ctx: click.Context, out_path: str) -> None:
+    """Write the documents of the configured connectors (config.yaml's samples, unless
+    changed) as a stream, read as `knowd run` reads them."""
+    from agent.daemon import resolve_options
+    from connectors.registry import build_connector
+
+    cfg = get_config(ctx)
+    docs = []
+    for c in cfg.connectors:
+        if c.enabled:
+            docs += build_connector(c.kind, c.name, resolve_options(cfg, c)).poll({}).documents
+    stream_mod = harness("stream")
+    stream_mod.write_stream(stream_mod.Stream(sorted(docs, key=lambda d: d.time), []), out_path)
+    click.echo(f"wrote {out_path}: {len(docs)} documents from {len(cfg.connectors)} connectors")
+
+
+def _with_model(cfg: Any, model: str | None) -> Any:
+    if not model:
+        return cfg
+    from agent.config import config_from_dict
+
+    over: dict[str, Any] = {"backend": "openai"} if model == "openai" else {"backend": "llama_cpp", "model_path": str(Path(model).resolve())}
+    raw = cfg.model_dump()
+    raw["llm"] = {**raw["llm"], **over}
+    return config_from_dict(raw, base_dir=cfg.base_dir)
+
+
+class _NoModel:
+    """The keyed revision calls no model: the audit of knowd and fact-rag loads none."""
+
+    name = "none"
+    n_ctx = 2048
+
+    def __init__(self) -> None:
+        from graphs.llm import Meter
+
+        self.meter = Meter()
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _refuse(self, *a: Any, **k: Any) -> Any:
+        raise KnowdError("this audit loads no model; use --system knowd-erase with a model")
+
+    complete = score_choices = stream = _refuse
 
 
 @bench.command()

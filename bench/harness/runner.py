@@ -138,7 +138,7 @@ def run_system(
                 "id": ev.id, "time": iso(ev.time), "question": ev.question, "choices": ev.choices,
                 "answer": ev.answer, "prediction": a.prediction, "correct": ok, "updates": ev.updates,
                 "changed": ev.changed, "kind": "list" if ev.is_list else "single", "context": a.context,
-                "retrieved": a.fact_ids,
+                "retrieved": a.fact_ids, "decided": a.decided,
             }
             row["cost"], row["wall_seconds"] = _delta(before, llm.meter.snapshot()), round(time.perf_counter() - t0, 3)
             if not ok and system.store is not None:

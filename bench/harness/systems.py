@@ -3,8 +3,9 @@ and answer through graphs/answer.py (graphs/prompts/answer.py's prompt), so prom
 
 | system       | reads documents by                          | answers from                                   |
 |--------------|---------------------------------------------|------------------------------------------------|
-| knowd        | the ERASE ingest graph (revises facts)      | facts true at the question time (hybrid search)|
-| fact-rag     | the same split + extract nodes, no revision | every fact ever extracted (hybrid search)      |
+| knowd        | the ingest graph as configured (`ingest.revision`: keys, the default, or model) | the store's structure first (graphs/lookup.py, as the chat agent), else the model over facts true at the question time (hybrid search) |
+| knowd-erase  | the ingest graph with `revision: model` (ERASE as published: the model extracts, classifies, rewrites) | the same as knowd |
+| fact-rag     | the same extraction as knowd, no revision   | every fact ever extracted (hybrid search)      |
 | rag          | chunks of half the context, embedded        | chunks (the same hybrid search)                |
 | long-context | keeping them                                | the most recent documents that fit the context |
 | weights      | ignoring them                               | nothing: the model (with a live adapter, if any)|
@@ -24,7 +25,9 @@ from agent.config import Config
 from bench.harness.stream import Question
 from graphs import answer as answering
 from graphs import ingest as ingest_graph
+from graphs import lookup, propositions
 from graphs.llm import LLM, BackendError, ModelOutputError
+from graphs.names import NameIndex
 from graphs.prompts import answer as answer_prompt
 from graphs.retrieval import hybrid_search
 from stores.sqlite import Store
@@ -49,6 +52,7 @@ class Answer:
     prediction: str | list[str]
     context: list[str]
     fact_ids: list[str] = field(default_factory=list)  # retrieved store items, for error analysis
+    decided: bool = False  # by the store's structure, without the model
 
 
 class System(Protocol):
@@ -135,27 +139,45 @@ class _Retriever:
 
 # ----------------------------------------------------------------------------- knowd
 class KnowdSystem(_Retriever):
-    """The product: every document through the ERASE ingest graph; answers from facts true then."""
+    """The product: every document through the ingest graph; a question is decided by the
+    store's structure when it can be (the chat agent's lookup, graphs/lookup.py), else
+    answered by the model from the facts true then, as the other systems answer."""
 
     name = "knowd"
+    revision: str | None = None  # None: as configured
 
     def __init__(self, env: BenchEnv):
-        super().__init__(env, "knowd")
-        self.ctx = ingest_graph.IngestContext(store=self.store, index=self.index, llm=env.llm, cfg=env.cfg.ingest)
+        super().__init__(env, self.name.replace("-", "_"))
+        cfg = env.cfg.ingest if self.revision is None else env.cfg.ingest.model_copy(update={"revision": self.revision})
+        self.ctx = ingest_graph.IngestContext(store=self.store, index=self.index, llm=env.llm, cfg=cfg)
 
     def add_document(self, doc: Document) -> dict[str, Any]:
         r = ingest_graph.ingest_document(doc, self.ctx, force=True)
         return {"status": r.status, "counts": r.counts, "error": r.error}
 
     def answer(self, q: Question) -> Answer:
+        assert self.store is not None
+        if self.env.cfg.chat.lookup:
+            d, found = lookup.decide_from_store(self.store, q.question, q.choices, q.time)
+            if d.answer is not None:
+                ids = list(dict.fromkeys(d.support))
+                return Answer(d.answer, [found[i].text for i in ids if i in found], ids, decided=True)
         lines, ids = self.retrieve(q)
         return Answer(ask(self.env.llm, q, lines), lines, ids)
 
 
+class KnowdEraseSystem(KnowdSystem):
+    """knowd with ERASE's model-judged revision (`ingest.revision: model`)."""
+
+    name = "knowd-erase"
+    revision = "model"
+
+
 # ----------------------------------------------------------------------------- fact-rag
 class FactRagSystem(_Retriever):
-    """Facts extracted by the ingest graph's own split and extract nodes, never revised:
-    no retrieval of old facts, no classify, no rewrite; every fact stays true once stated."""
+    """Facts extracted as knowd extracts them (propositions, or with `revision: model` the
+    ingest graph's own split and extract nodes), never revised: no retrieval of old facts,
+    no revision; every fact stays true once stated. The gap to knowd is revision."""
 
     name = "fact-rag"
 
@@ -163,9 +185,12 @@ class FactRagSystem(_Retriever):
         super().__init__(env, "fact_rag")
         ctx = ingest_graph.IngestContext(store=self.store, index=self.index, llm=env.llm, cfg=env.cfg.ingest)
         self._runtime = SimpleNamespace(context=ctx)  # the nodes only read runtime.context
+        self._names = NameIndex()
 
     def add_document(self, doc: Document) -> dict[str, Any]:
         assert self.store is not None
+        if self.env.cfg.ingest.revision == "keys":
+            return self._add_propositions(doc)
         state = ingest_graph.IngestState(doc=doc)
         try:
             state.chunks = ingest_graph.split(state, self._runtime)["chunks"]  # type: ignore[arg-type]
@@ -184,6 +209,21 @@ class FactRagSystem(_Retriever):
                 self.store.add_history(c, fid, doc.time, True, doc.id, "extract", None)
         self.index.sync(self.store)
         return {"status": "done", "counts": {"extract": len(facts)}, "error": None}
+
+    def _add_propositions(self, doc: Document) -> dict[str, Any]:
+        assert self.store is not None
+        props = propositions.extract(doc.text, doc.title, self._names)
+        with self.store.transaction() as c:
+            self.store.put_document(doc, status="done")
+            for p in props:
+                k = p.key
+                fid = self.store.insert_fact(c, p.text, k.subject if k else "", k.relation if k else "", k.object if k else "")
+                self.store.add_history(c, fid, doc.time, True, doc.id, "extract", None)
+                for n in (k.subject, k.object) if k else ():
+                    if n[:1].isupper():
+                        self._names.add(n)
+        self.index.sync(self.store)
+        return {"status": "done", "counts": {"extract": len(props)}, "error": None}
 
     def answer(self, q: Question) -> Answer:
         lines, ids = self.retrieve(q)
@@ -291,6 +331,7 @@ class WeightsSystem:
 
 SYSTEMS: dict[str, type] = {
     "knowd": KnowdSystem,
+    "knowd-erase": KnowdEraseSystem,
     "rag": RagSystem,
     "fact-rag": FactRagSystem,
     "long-context": LongContextSystem,
