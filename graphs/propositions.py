@@ -519,7 +519,8 @@ class Extractor:
             if name.sent.start == sent.start:
                 n = repl.get(name.start, name.text)
                 ttl = " ".join(t.text for t in title if not t.is_punct)
-                if ttl.lower().split()[-1] not in ("mr", "mrs", "ms", "dr", "sir", "dame", "lord", "lady"):
+                if len(ttl.split()) >= 2 and ttl.lower().split()[-1] not in ("mr", "mrs", "ms", "dr", "sir", "dame", "lord", "lady"):
+                    # "Prime Minister Boris Johnson"; a bare "Mayor Elena Varga" says too little alone
                     props.append(Proposition(sentence_case(f"{n} is {ttl}"), sent.text, "title", n, False, [],
                                              Key(n, "holds office", ttl)))
         self.titles = [x for x in self.titles if x[0].sent.start != sent.start]

@@ -73,22 +73,27 @@ CHILD = textwrap.dedent(
             return orig_s(self, store, *a, **k)
         FactIndex.sync = sync
 
-    cfg = config_from_dict({{"data_dir": data, "ingest": {{"revision": "model", "extract_unit": "chunk"}}}})  # the responder reads chunk prompts
+    which, revision = sys.argv[4], sys.argv[5]
+    cfg = config_from_dict({{"data_dir": data, "ingest": {{"revision": revision, "extract_unit": "chunk"}}}})  # the responder reads chunk prompts
     app = App(cfg, llm=FakeLLM(responder=answer), embedder=HashEmbedder())
-    which = sys.argv[4]
-    d = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01") if which == "d1" else \\
-        doc("d2", "John Smith, formerly CFO of Globex, replaced Maria Lopez as CEO of Northwind.", "2022-06-01")
+    if revision == "keys":  # no model call: a new chief executive and the old one's new job
+        d = doc("d1", "Maria Lopez is the chief executive of Northwind Logistics.", "2020-01-01") if which == "d1" else \\
+            doc("d2", "Quinn Park is the chief executive of Northwind Logistics. Maria Lopez left Northwind Logistics and "
+                      "joined Globex Shipping.", "2022-06-01")
+    else:
+        d = doc("d1", "Maria Lopez is CEO of Northwind.", "2020-01-01") if which == "d1" else \\
+            doc("d2", "John Smith, formerly CFO of Globex, replaced Maria Lopez as CEO of Northwind.", "2022-06-01")
     r = ingest_document(d, app.ingest_context())
     print(r.status, app.index.count())
     """
 )
 
 
-def _child(tmp: Path, data: Path, mode: str, n: int, which: str) -> subprocess.CompletedProcess:
+def _run(tmp: Path, data: Path, mode: str, n: int, which: str, revision: str) -> subprocess.CompletedProcess:
     script = tmp / "child.py"
     script.write_text(CHILD.format(root=str(ROOT)))
     return subprocess.run(
-        [sys.executable, str(script), str(data), mode, str(n), which],
+        [sys.executable, str(script), str(data), mode, str(n), which, revision],
         capture_output=True, text=True, timeout=120, cwd=str(ROOT),
     )
 
@@ -104,7 +109,11 @@ def _open_snapshot(data: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_at_every_step_is_all_or_nothing(tmp_path: Path):
+@pytest.mark.parametrize("revision", ["model", "keys"])
+def test_sigkill_at_every_step_is_all_or_nothing(tmp_path: Path, revision: str):
+    def _child(tmp: Path, data: Path, mode: str, n: int, which: str) -> subprocess.CompletedProcess:
+        return _run(tmp, data, mode, n, which, revision)
+
     base = tmp_path / "base"
     r = _child(tmp_path, base, "none", 0, "d1")
     assert r.returncode == 0 and r.stdout.startswith("done"), r.stderr
@@ -120,7 +129,8 @@ def test_sigkill_at_every_step_is_all_or_nothing(tmp_path: Path):
     n_ops = len(after["operations"]) - len(before["operations"])
     assert n_hist >= 4 and n_ops >= 4
 
-    points = [("llm", k) for k in (1, 2, 3)] + [("history", k) for k in range(1, n_hist + 1)]
+    points = [("llm", k) for k in (1, 2, 3)] if revision == "model" else []  # revision by keys calls no model
+    points += [("history", k) for k in range(1, n_hist + 1)]
     points += [("op", k) for k in range(1, n_ops + 1)] + [("sync", 0)]
     outcomes = {}
     for mode, k in points:
