@@ -354,14 +354,14 @@ def lookup(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         return {"decided": False}
     when = intent.end if intent.mode == "as_of" else None
     subjects, found = facts_lookup.gather(ctx.store, state.question, ctx.store.get_facts([u.id for u in state.facts]))
-    if not found:
+    if not found and not (state.mode == "choice" and ctx.cfg.closed_world):
         return {"decided": False}
     known = facts_lookup.known(list(found.values()), when)
     if intent.mode == "history":  # "where did X work before ...": any version may answer
         for k in known:
             k.true_then = k.true_then or k.was_true
     if state.mode in ("choice", "set"):
-        d = facts_lookup.decide(state.question, state.choices, known, subjects=subjects)
+        d = facts_lookup.decide(state.question, state.choices, known, subjects=subjects, closed_world=ctx.cfg.closed_world)
         if d.answer is None:
             return {"decided": False}
         chosen = d.answer if isinstance(d.answer, list) else [d.answer]

@@ -42,6 +42,10 @@ class ChatConfig(_Section):
         True, description="answer from the store's structure first (a choice or a slot value a fact true then "
         "supports; graphs/lookup.py); the model answers only what the store cannot decide",
     )
+    closed_world: bool = Field(
+        True, description="a yes/no choice about a subject the store has never heard of is answered no "
+        "(nothing known makes it true) rather than guessed by the model",
+    )
     top_k: int = Field(8, ge=1)
     min_relevance: float = Field(0.25, ge=0, le=1, description="below this cosine nothing is 'known'")
     max_tokens: int = Field(200, ge=1)

@@ -125,14 +125,20 @@ def known(facts: list[Fact], when: datetime | None) -> list[Known]:
     return out
 
 
-def decide(question: str, choices: list[str], facts: list[Known], *, subjects: list[str] | None = None) -> Decision:
-    """The store's answer among `choices`, or Decision(None) to leave it to the model."""
+def decide(question: str, choices: list[str], facts: list[Known], *, subjects: list[str] | None = None,
+           closed_world: bool = False) -> Decision:
+    """The store's answer among `choices`, or Decision(None) to leave it to the model.
+    With `closed_world`, a yes/no question about a subject the store has never heard of
+    (at the question's time) is answered no: nothing known makes it true."""
     subjects = subjects if subjects is not None else names(question)
     rels = question_relations(question)
+    yes_no = sorted(c.lower() for c in choices) == sorted(_YESNO)
+    if yes_no and closed_world and len(subjects) >= 2 and not any(mentions(f.text, subjects[0]) for f in facts):
+        return Decision("no", [], f"nothing is known about {subjects[0]} (closed world)")
     about = [f for f in facts if any(mentions(f.text, s) for s in subjects)] if subjects else []
     if not about:
         return Decision(None, reason="nothing known about the question's subject")
-    if sorted(c.lower() for c in choices) == sorted(_YESNO):
+    if yes_no:
         return _yes_no(question, subjects, rels, about)
     scored: dict[str, tuple[int, float, list[str]]] = {}
     for c in choices:
@@ -252,10 +258,9 @@ def gather(store: Store, question: str, extra: list[Fact] | None = None) -> tupl
     return subjects, found
 
 
-def decide_from_store(store: Store, question: str, choices: list[str], when: datetime | None) -> tuple[Decision, dict[str, Fact]]:
+def decide_from_store(store: Store, question: str, choices: list[str], when: datetime | None,
+                      closed_world: bool = False) -> tuple[Decision, dict[str, Fact]]:
     """`decide` over the facts the store holds about the question's subjects at `when`.
     The chat agent's lookup node and the benchmark's knowd system both answer this way."""
     subjects, found = gather(store, question)
-    if not found:
-        return Decision(None, reason="nothing known about the question's subject"), found
-    return decide(question, choices, known(list(found.values()), when), subjects=subjects), found
+    return decide(question, choices, known(list(found.values()), when), subjects=subjects, closed_world=closed_world), found

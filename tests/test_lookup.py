@@ -59,6 +59,14 @@ def test_yes_no_from_a_true_fact_an_ended_one_or_another_value() -> None:
 def test_the_store_leaves_what_it_does_not_know_to_the_model() -> None:
     assert lookup.decide("Where does Bo Li work?", ["Initech", "Hooli"], FACTS).answer is None
     assert lookup.decide("What are Elena Fischer's hobbies?", ["chess", "yoga"], FACTS).answer is None
+    assert lookup.decide("Does Bo Li work with Sven Rossi?", ["no", "yes"], FACTS).answer is None
+
+
+def test_closed_world_a_yes_no_about_an_unknown_subject_is_no() -> None:
+    d = lookup.decide("Does Bo Li work with Sven Rossi?", ["no", "yes"], FACTS, closed_world=True)
+    assert d.answer == "no" and "closed world" in d.reason
+    # it decides only what nothing is known about: a known subject still goes by its facts
+    assert lookup.decide("Does Elena Fischer work with Pablo Hughes?", ["no", "yes"], FACTS, closed_world=True).answer == "yes"
 
 
 def test_names_of_a_question() -> None:

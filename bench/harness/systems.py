@@ -158,7 +158,7 @@ class KnowdSystem(_Retriever):
     def answer(self, q: Question) -> Answer:
         assert self.store is not None
         if self.env.cfg.chat.lookup:
-            d, found = lookup.decide_from_store(self.store, q.question, q.choices, q.time)
+            d, found = lookup.decide_from_store(self.store, q.question, q.choices, q.time, self.env.cfg.chat.closed_world)
             if d.answer is not None:
                 ids = list(dict.fromkeys(d.support))
                 return Answer(d.answer, [found[i].text for i in ids if i in found], ids, decided=True)
