@@ -171,6 +171,11 @@ def _yes_no(question: str, subjects: list[str], rels: list[str], about: list[Kno
     pair = [f for f in about if mentions(f.text, subj) and names_value(f.text, val)]
     now = [f for f in pair if f.true_then and not f.negated]
     if now:
+        newest = max(f.since for f in now)
+        later = [f for f in about if f.true_then and not f.negated and f.since > newest and f.relation in rels
+                 and mentions(f.subject, subj) and f.object and not similar(f.object, val) and not names_value(f.text, val)]
+        if later and any("subject" in RELATIONS[r].unique for r in rels if r in RELATIONS):
+            return Decision("no", [f.id for f in later], f"a later fact gives {subj} another {later[0].relation}")
         return Decision("yes", [f.id for f in now], "a fact true then names both")
     ended = [f for f in pair if f.was_true and not f.true_then and not f.negated] + [f for f in pair if f.true_then and f.negated]
     if ended:
