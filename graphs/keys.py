@@ -240,6 +240,8 @@ class Reader:
             rel, how = VERBS.get((verb, ""), VERBS.get((verb, "by"), (verb, "obj")))
             if how == "obj":
                 return Key(self.value(agent), rel, subject)
+            if how == "inv":  # "Bramah was drafted by Indios": Bramah is with Indios
+                return Key(subject, rel, self.value(agent))
         if lemma in ("swear", "name", "appoint", "elect", "confirm", "install", "hire"):
             as_ = next((p for pr, p in preps if pr == "as"), None) or attr
             if as_ is not None:  # "Elena Varga was sworn in as mayor of Harbor City"
@@ -344,6 +346,8 @@ class Reader:
             rel, how = hit
             if how in ("obj", "neg") and dobj is not None:
                 return Key(subject, rel, self.value(dobj), negated=how == "neg")
+            if how == "inv" and dobj is not None and is_person(self.value(dobj)):
+                return Key(self.value(dobj), rel, subject)  # "Chelsea has signed X": X is with Chelsea
             if how == "succeed" and dobj is not None:
                 return Key(subject, "succeeds", self.value(dobj))
             if how == "role_self" and attr is not None:

@@ -121,6 +121,9 @@ VERBS: dict[tuple[str, str], tuple[str, str]] = {
     ("step", "as"): ("", "role_neg"),
     ("succeed", ""): ("", "succeed"), ("replace", ""): ("", "succeed"),
     ("pay", ""): ("pays", "obj"),
+    # "Chelsea has signed Carney Chukwuemeka", "Bramah was drafted by Indios": the object joins the subject
+    ("sign", ""): ("works at", "inv"), ("draft", ""): ("works at", "inv"), ("recruit", ""): ("works at", "inv"),
+    ("hire", ""): ("works at", "inv"), ("acquire", "player"): ("works at", "inv"),
 }
 
 

@@ -137,6 +137,8 @@ def test_definite_descriptions_take_the_fuller_one_before() -> None:
     ("Elena Fischer works from 8 to 16.", ("Elena Fischer", "works hours", "8 to 16", False, False)),
     ("Sunil Mehta previously ran the university library in Northport.", ("Sunil Mehta", "head of", "the university library in Northport", False, True)),
     ("Nadhim Zahawi was appointed Chancellor of the Exchequer.", ("Nadhim Zahawi", "holds office", "Chancellor of the Exchequer", False, False)),
+    ("Odense Boldklub has signed Joel King.", ("Joel King", "works at", "Odense Boldklub", False, False)),
+    ("Joel King was signed by Odense Boldklub.", ("Joel King", "works at", "Odense Boldklub", False, False)),
 ])
 def test_keys_of_common_constructions(text: str, key: tuple) -> None:
     assert keys(text) == [key]
