@@ -66,10 +66,13 @@ def mentions(text: str, value: str) -> bool:
 
 
 _STOP = frozenset("the a an of for to and in on at 's".split())
+# designators that name no one in particular: "Cheltenham Town F.C." is "Cheltenham Town"
+_DESIGNATORS = frozenset("fc afc cf sc ac inc ltd llc plc corp co club team".split())
 
 
 def _words(s: str) -> set[str]:
-    return {w for w in re.findall(r"[\w-]+", s.lower()) if w not in _STOP}
+    words = {w for w in re.findall(r"[\w-]+", s.lower().replace(".", "")) if w not in _STOP}
+    return words - _DESIGNATORS if len(words - _DESIGNATORS) >= 1 else words
 
 
 def similar(a: str, b: str) -> bool:
