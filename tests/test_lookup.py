@@ -56,6 +56,13 @@ def test_yes_no_from_a_true_fact_an_ended_one_or_another_value() -> None:
     assert d.answer == "yes"  # most of the words of the value: the same value
 
 
+def test_designators_do_not_tell_names_apart() -> None:
+    facts = [K("w", "Will Boyle signed with Cheltenham Town.", "Will Boyle", "works at", "Cheltenham Town")]
+    assert lookup.decide("Is Will Boyle a member of Cheltenham Town F.C.?", ["no", "yes"], facts).answer == "yes"
+    assert lookup.names_value("Will Boyle signed with Cheltenham Town.", "Cheltenham Town F.C.")
+    assert not lookup.names_value("Will Boyle signed with Cheltenham Town.", "Huddersfield Town A.F.C.")
+
+
 def test_the_store_leaves_what_it_does_not_know_to_the_model() -> None:
     assert lookup.decide("Where does Bo Li work?", ["Initech", "Hooli"], FACTS).answer is None
     assert lookup.decide("What are Elena Fischer's hobbies?", ["chess", "yoga"], FACTS).answer is None
