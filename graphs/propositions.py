@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import threading
 from typing import TYPE_CHECKING, Any
 
 from graphs.keys import Key, Reader
 from graphs.names import NameIndex, gender_of, name_kind
+from graphs.sentences import SPEAKER
 
 if TYPE_CHECKING:  # spaCy is imported when the first document is parsed, not at start-up
     from spacy.tokens import Doc, Span, Token
@@ -86,10 +87,8 @@ class Proposition:
 
     text: str
     sentence: str  # the source sentence it came from
-    kind: str = "clause"  # clause | appositive
+    kind: str = "clause"  # clause | appositive | title
     subject: str = ""  # the resolved subject as written in the text
-    negated: bool = False
-    tokens: list[Token] = field(default_factory=list, repr=False)  # the clause's tokens (for keys)
     key: Key | None = None  # which question it answers (graphs/keys.py)
 
 
@@ -210,20 +209,7 @@ def possessive(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- chat statements
-_STAMP = r"(?:\[[^\]]{4,40}\]\s*)?"
-_SPEAKER = re.compile(rf"^{_STAMP}([A-Z][\w'.\-]*(?: [A-Z][\w'.\-]*){{0,3}}):\s+(.*)$")
 _FIRST_PERSON_WORDS = frozenset({"i", "me", "my", "mine", "myself", "we", "us", "our", "ours"})
-_FIRST_PERSON = [
-    (re.compile(r"\bI'm\b|\bI am\b"), "{n} is"),
-    (re.compile(r"\bI've\b"), "{n} has"),
-    (re.compile(r"\bI'll\b"), "{n} will"),
-    (re.compile(r"\bI'd\b"), "{n} would"),
-    (re.compile(r"\bI was\b"), "{n} was"),
-    (re.compile(r"\b(?:[Mm]y|[Oo]ur)\b"), "{n}'s"),
-    (re.compile(r"\b(?:[Mm]ine|[Oo]urs)\b"), "{n}'s"),
-    (re.compile(r"\b(?:me|myself|us|ourselves)\b"), "{n}"),
-    (re.compile(r"\b(?:I|We|we)\b"), "{n}"),
-]
 
 
 def statements(text: str) -> list[tuple[str | None, str]]:
@@ -235,7 +221,7 @@ def statements(text: str) -> list[tuple[str | None, str]]:
         if not line:
             out.append((None, []))
             continue
-        m = _SPEAKER.match(line)
+        m = SPEAKER.match(line)
         if m:
             out.append((m.group(1), [m.group(2)]))
         elif out and out[-1][1]:
@@ -243,13 +229,6 @@ def statements(text: str) -> list[tuple[str | None, str]]:
         else:
             out.append((None, [line]))
     return [(s, " ".join(ls)) for s, ls in out if ls]
-
-
-def first_person(speaker: str, text: str) -> str:
-    """'I work at X' -> 'Elena Fischer work at X' (agreement is fixed after parsing)."""
-    for pattern, repl in _FIRST_PERSON:
-        text = pattern.sub(repl.format(n=speaker), text)
-    return text
 
 
 # ----------------------------------------------------------------------------- inflection
@@ -521,7 +500,7 @@ class Extractor:
                 ttl = " ".join(t.text for t in title if not t.is_punct)
                 if len(ttl.split()) >= 2 and ttl.lower().split()[-1] not in ("mr", "mrs", "ms", "dr", "sir", "dame", "lord", "lady"):
                     # "Prime Minister Boris Johnson"; a bare "Mayor Elena Varga" says too little alone
-                    props.append(Proposition(sentence_case(f"{n} is {ttl}"), sent.text, "title", n, False, [],
+                    props.append(Proposition(sentence_case(f"{n} is {ttl}"), sent.text, "title", n,
                                              Key(n, "holds office", ttl)))
         self.titles = [x for x in self.titles if x[0].sent.start != sent.start]
         seen: set[str] = set()
@@ -636,7 +615,6 @@ class Extractor:
         body = _trim_commas(body, v)
         if not any(t.i != v.i and not t.is_punct and t.dep_ not in ("aux", "auxpass", "neg") for t in body) and v.lemma_ not in ("retire", "resign", "die", "close", "open"):
             return []  # a verb alone ("Northwind Logistics has made.") says nothing
-        negated = any(t.dep_ == "neg" or t.lower_ in ("longer", "anymore") for t in body)
         vrepl = dict(repl)
         to = [c for c in v.children if c.dep_ == "aux" and c.lower_ == "to"]
         if v.tag_ == "VBG" and v.dep_ == "advcl":
@@ -684,7 +662,7 @@ class Extractor:
                 text = sentence_case(re.sub(r"^(?:so|and|but|then|also)\s+", "", f"{subj} {pred}", flags=re.I))
                 if _UNRESOLVED.search(pred) or (not self.speaker and _FIRST_PERSON_TEXT.search(f"{subj} {pred}")):
                     continue  # still leans on something outside it ("confirmed it", a quote's "I")
-                prop = Proposition(text, v.sent.text, "clause", subj, negated, toks)
+                prop = Proposition(text, v.sent.text, "clause", subj)
                 # keys read resolved references, even where the text keeps a pronoun
                 key_repl = {**agree, **{i: r for i, r in repl.items() if i in self.antecedents}}
                 reader = Reader(lambda ts, kr=key_repl: render(doc, ts, kr), {x.i for x in toks} | {x.i for x in subj_toks}, self.refs.kind)
@@ -736,7 +714,7 @@ class Extractor:
         bracketed = a.left_edge.i > 0 and a.doc[a.left_edge.i - 1].text == "("
         if a_name and h_name and bracketed and self.refs.kind(h) == "person":
             # "Riley Sheehan (Denver Disruptors)": a person's team, party or employer
-            prop = Proposition(sentence_case(f"{h} is with {ap}"), a.sent.text, "appositive", h, False, [])
+            prop = Proposition(sentence_case(f"{h} is with {ap}"), a.sent.text, "appositive", h)
             prop.key = Key(h, "works at", ap)
             return prop
         if a_name and not h_name:
@@ -749,7 +727,7 @@ class Extractor:
             rest = ap[4:]
             ap = ("an " if rest[:1].lower() in "aeiou" else "a ") + rest  # "the insurer Harbor Mutual"
         verb = "was previously" if past else "is"
-        prop = Proposition(sentence_case(f"{h} {verb} {ap}"), a.sent.text, "appositive", h, False, [])
+        prop = Proposition(sentence_case(f"{h} {verb} {ap}"), a.sent.text, "appositive", h)
         role_tok = head if a_name and not h_name else a
         prop.key = Reader(lambda ts: render(a.doc, ts, repl), None, self.refs.kind).role(h, role_tok, None) if role_tok.pos_ == "NOUN" else None
         if prop.key is not None and past:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 _STAMP = r"(?:\[[^\]]{4,40}\]\s*)?"
-_SPEAKER = re.compile(rf"^{_STAMP}([A-Z][\w'.\-]*(?: [A-Z][\w'.\-]*){{0,3}}):\s+(.*)$")
+SPEAKER = re.compile(rf"^{_STAMP}([A-Z][\w'.\-]*(?: [A-Z][\w'.\-]*){{0,3}}):\s+(.*)$")  # "[stamp] Name: text"
 _FIRST_PERSON = [
     (re.compile(r"\bI am\b|\bI'm\b"), "{n} is"),
     (re.compile(r"\bI have\b|\bI've\b"), "{n} has"),
@@ -34,7 +34,7 @@ MIN_WORDS = 3
 def resolve_speaker(line: str) -> str:
     """'Elena Fischer: My boss is Yara Ivanova.' -> "Elena Fischer's boss is Yara Ivanova."
     A line without a speaker label is returned unchanged."""
-    m = _SPEAKER.match(line.strip())
+    m = SPEAKER.match(line.strip())
     if not m:
         return line.strip()
     name, text = m.groups()
@@ -53,7 +53,7 @@ def sentences(chunk: str) -> list[str]:
         line = line.strip()
         if not line:
             continue
-        m = _SPEAKER.match(line)
+        m = SPEAKER.match(line)
         if m:
             blocks.append((m.group(1), [m.group(2)]))
         elif blocks:

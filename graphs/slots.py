@@ -60,8 +60,6 @@ class Facts(Protocol):
 
     def of_subject(self, subject: str) -> list[Held]: ...
 
-    def by_relation_object(self, relation: str, obj: str) -> list[Held]: ...
-
     def ever_of_subject(self, subject: str) -> list[Held]: ...
 
 
@@ -96,11 +94,11 @@ class Revision:
         return [h for h in held if h.id not in self.false]
 
     def _by_subject(self, s: str, r: str) -> list[Held]:
-        own = [h for h in self.added if h.key and same(h.key.subject, s) and h.key.relation == r and not _inert(h.key)]
+        own = [h for h in self.added if h.key and same(h.key.subject, s) and h.key.relation == r and h.key.holds]
         return own + self._live(self.facts.by_subject(norm(s), r))
 
     def _by_object(self, r: str, o: str) -> list[Held]:
-        own = [h for h in self.added if h.key and same(h.key.object, o) and h.key.relation == r and not _inert(h.key)]
+        own = [h for h in self.added if h.key and same(h.key.object, o) and h.key.relation == r and h.key.holds]
         return own + self._live(self.facts.by_object(r, norm(o)))
 
     def _make_false(self, h: Held, when: datetime, detail: str, idx: int | None) -> None:
@@ -135,7 +133,7 @@ class Revision:
             if dup is None:
                 self._add(text, key, when, "extract", idx=idx)
             return
-        if _inert(key):  # negated / past: end the positive fact, keep the statement
+        if not key.holds:  # negated / past: end the positive fact, keep the statement
             for h in self._by_subject(key.subject, key.relation):
                 if not key.object or same(h.key.object, key.object):
                     self._make_false(h, when, f"ended: {text}", idx)
@@ -189,7 +187,7 @@ class Revision:
         """'Tidewater Transit replaces BlueWake Lines': BlueWake's one-holder roles pass over."""
         new, old = key.subject, key.object
         for h in self._live(self.facts.of_subject(norm(old))):
-            if h.key is None or "object" not in unique_sides(h.key) or _inert(h.key):
+            if h.key is None or "object" not in unique_sides(h.key) or not h.key.holds:
                 continue
             self._make_false(h, when, f"replaced: {text}", idx)
             rewritten = _substitute(h.text, old, new)
@@ -203,7 +201,7 @@ class Revision:
         for subj, (old, new) in list(self.moved.items()):
             for h in self._live(self.facts.of_subject(subj)) + [x for x in self.added if x.key and norm(x.key.subject) == subj]:
                 k = h.key
-                if k is None or _inert(k) or h.id.startswith("new:"):
+                if k is None or not k.holds or h.id.startswith("new:"):
                     continue
                 dep = RELATIONS.get(k.relation)
                 if dep is None or dep.depends_on != "works at":
@@ -212,7 +210,7 @@ class Revision:
                     continue
                 self._make_false(h, self.time, f"depended on {subj}'s old employer {old}", None)
             # the other side of symmetric relations: coworkers at the old company
-            for h in self._live(self.facts.by_relation_object("works with", subj)):
+            for h in self._live(self.facts.by_object("works with", subj)):
                 if (norm(h.key.subject), "works with", subj) not in self.stated:
                     self._make_false(h, self.time, f"depended on {subj}'s old employer {old}", None)
             if new:
@@ -221,8 +219,8 @@ class Revision:
     def _derive(self, subj: str, company: str) -> None:  # noqa: C901
         """New facts that follow from working at `company`, from facts the store holds."""
         name = _display(subj, self)
-        have = {h.key.relation for h in self.added if h.key and norm(h.key.subject) == subj and not _inert(h.key)}
-        have |= {h.key.relation for h in self._live(self.facts.of_subject(subj)) if h.key and not _inert(h.key)}
+        have = {h.key.relation for h in self.added if h.key and norm(h.key.subject) == subj and h.key.holds}
+        have |= {h.key.relation for h in self._live(self.facts.of_subject(subj)) if h.key and h.key.holds}
         heads = [h for h in self._live(self.facts.by_object("head of", norm(company)))]
         if "has boss" not in have:
             for h in heads[:1]:
@@ -271,10 +269,6 @@ class Revision:
         return None
 
 
-def _inert(k: Key) -> bool:
-    return k.negated or k.past
-
-
 def _display(subj: str, rev: Revision) -> str:
     for h in rev.added:
         if h.key and norm(h.key.subject) == subj:
@@ -319,9 +313,6 @@ class StoreFacts:
     def by_object(self, relation: str, obj: str) -> list[Held]:
         return self._held(self.store.facts_by_key(relation=relation, obj=obj),
                           lambda k: k.holds and k.relation == relation and norm(k.object) == obj)
-
-    def by_relation_object(self, relation: str, obj: str) -> list[Held]:
-        return self.by_object(relation, obj)
 
     def of_subject(self, subject: str) -> list[Held]:
         return self._held(self.store.facts_by_key(subject=subject), lambda k: norm(k.subject) == subject)
