@@ -50,6 +50,10 @@ class LLMConfig(_Section):
     n_threads: int | None = Field(None, ge=1)
     seed: int = 0
     max_tokens: int = Field(256, ge=1, le=8192, description="default cap on generated tokens")
+    adapter: Literal["routed", "always", "off"] = Field(
+        "routed", description="the nightly LoRA adapter: applied to requests about what it was trained on (routed), "
+        "to every request (always), or never (off)",
+    )
     openai: OpenAIServer = Field(default_factory=OpenAIServer)
 
 

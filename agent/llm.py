@@ -22,45 +22,52 @@ from graphs.llm import LLM, BackendError, Completion, Meter
 class LlamaCppLLM:
     """In-process llama.cpp. Not thread-safe by itself, so every call takes a lock.
 
-    If `adapter_file` (a JSON pointer written by the trainer, see trainer/adapters.py)
-    changes, the model is reloaded with the new LoRA before the next call: the
-    nightly adapter goes live without restarting the daemon.
+    The nightly LoRA adapter (`adapter_file`: the trainer's live.json pointer,
+    trainer/adapters.py) is loaded next to the base weights when the pointer changes,
+    without restarting the daemon, and applied per request:
+
+    * `adapter: routed` (the default): only to requests whose `route` text (the user's
+      question) names something the adapter was trained on (its scope,
+      trainer/scope.py); every other request is answered by the base model, exactly as
+      if no adapter were live;
+    * `always`: to every request; `off`: never.
+
+    Switching the adapter on or off drops the prompt cache (its keys and values were
+    computed with the other weights), so a cached prefix never mixes the two.
     """
 
     def __init__(
         self, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None,
-        seed: int = 0, adapter_file: str | Path | None = None,
+        seed: int = 0, adapter_file: str | Path | None = None, adapter_mode: str = "routed",
     ):
         self.model_path = str(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.seed = seed
         self.adapter_file = Path(adapter_file) if adapter_file else None
+        self.adapter_mode = adapter_mode
         self.adapter: dict[str, Any] | None = None
+        self.scope: Any = None  # trainer.scope.Scope of the live adapter
+        self.adapter_active = False  # whether the last call ran with the adapter
         self._adapter_mtime: float | None = None
+        self._lora: Any = None  # the llama.cpp adapter handle
         self.name = Path(self.model_path).name
         self.meter = Meter()
         self._lock = threading.RLock()
         self._grammars: dict[str, Any] = {}
-        self._llm = self._load(None)
+        self._llm = self._load()
         self._check_adapter()
 
-    def _load(self, lora_path: str | None, lora_scale: float = 1.0) -> Any:
+    def _load(self) -> Any:
         from llama_cpp import Llama  # imported here: `knowd facts` etc. need no model
 
-        kw: dict[str, Any] = dict(
-            model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-            seed=self.seed, verbose=False,
-        )
-        if lora_path:
-            kw.update(lora_path=lora_path, lora_scale=lora_scale)
         try:
-            return Llama(**kw)
+            return Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=self.seed, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"could not load model {self.model_path}: {e}") from None
 
     def _check_adapter(self) -> None:
-        """Hot-load (or unload) the live LoRA adapter when its pointer file changes."""
+        """Load (or drop) the live LoRA adapter when its pointer file changes."""
         if self.adapter_file is None:
             return
         try:
@@ -82,8 +89,57 @@ class LlamaCppLLM:
             return
         if want and not Path(want).exists():
             return  # pointer to a missing file: keep what is loaded
-        self._llm = self._load(want, float(live.get("scale", 1.0)) if live else 1.0)
-        self.adapter = live if want else None
+        self._use(False)
+        self._free_lora()
+        self.adapter, self.scope = None, None
+        if want:
+            import llama_cpp
+
+            from trainer.scope import SCOPE_FILE, Scope
+
+            handle = llama_cpp.llama_adapter_lora_init(self._llm._model.model, str(want).encode("utf-8"))
+            if not handle:
+                raise BackendError(f"could not load the LoRA adapter {want}")
+            self._lora, self.adapter = handle, live
+            self.scope = Scope.load(Path(want).parent / SCOPE_FILE)
+
+    def _free_lora(self) -> None:
+        if self._lora is not None:
+            import llama_cpp
+
+            llama_cpp.llama_adapter_lora_free(self._lora)
+            self._lora = None
+
+    def _routes_to_adapter(self, route: str | None) -> bool:
+        if self._lora is None or self.adapter_mode == "off":
+            return False
+        if self.adapter_mode == "always":
+            return True
+        # an adapter shipped without a scope (before routing) was gated as applied to everything
+        return self.scope is None or self.scope.covers(route)
+
+    def _use(self, on: bool) -> None:
+        """Attach or detach the adapter; a switch empties the prompt cache."""
+        if on == self.adapter_active:
+            return
+        import ctypes
+
+        import llama_cpp
+
+        if on:
+            arr = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
+            scales = (ctypes.c_float * 1)(float((self.adapter or {}).get("scale", 1.0)))
+            failed = llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, arr, 1, scales)
+        else:
+            failed = llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, None, 0, None)
+        if failed:
+            raise BackendError("llama.cpp refused to switch the LoRA adapter")
+        self._llm.reset()
+        self.adapter_active = on
+
+    def _prepare(self, route: str | None) -> None:
+        self._check_adapter()
+        self._use(self._routes_to_adapter(route))
 
     def _grammar(self, schema: dict) -> str:
         from agent.llama_decode import schema_to_gbnf
@@ -106,10 +162,10 @@ class LlamaCppLLM:
 
     def complete(
         self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
+        stop: list[str] | None = None, step: str = "", route: str | None = None,
     ) -> Completion:
         with self._lock:
-            self._check_adapter()
+            self._prepare(route)
             max_tokens = self._fit(prompt, max_tokens)
             t0 = time.perf_counter()
             if schema:
@@ -127,9 +183,9 @@ class LlamaCppLLM:
         self.meter.add(step, pt, ct, dt)
         return Completion(text, prompt, pt, ct, dt, self.name, step, truncated)
 
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
+    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None, route: str | None = None) -> Iterator[str]:
         with self._lock:
-            self._check_adapter()
+            self._prepare(route)
             max_tokens = self._fit(prompt, max_tokens)
             t0 = time.perf_counter()
             n = 0
@@ -140,7 +196,7 @@ class LlamaCppLLM:
                 yield part["choices"][0]["text"]
             self.meter.add("stream", self.count_tokens(prompt), n, time.perf_counter() - t0)
 
-    def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
+    def score_choices(self, prompt: str, choices: list[str], step: str = "choices", route: str | None = None) -> list[float]:
         """Mean log-probability per token of each choice as a continuation of `prompt`.
 
         The shared prompt is evaluated once; each choice then re-uses its KV cache
@@ -149,7 +205,7 @@ class LlamaCppLLM:
         import numpy as np
 
         with self._lock:
-            self._check_adapter()
+            self._prepare(route)
             t0 = time.perf_counter()
             llm = self._llm
             p_toks = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
@@ -252,7 +308,7 @@ class OpenAICompatLLM:
 
     def complete(
         self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
+        stop: list[str] | None = None, step: str = "", route: str | None = None,
     ) -> Completion:
         body: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
         if stop:
@@ -271,11 +327,11 @@ class OpenAICompatLLM:
             raise BackendError(f"LLM server {self.base_url}: response has no choices[0].text") from None
         return Completion(text, prompt, pt, ct, dt, self.name, step, out["choices"][0].get("finish_reason") == "length")
 
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
+    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None, route: str | None = None) -> Iterator[str]:
         c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream")
         yield c.text
 
-    def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
+    def score_choices(self, prompt: str, choices: list[str], step: str = "choices", route: str | None = None) -> list[float]:
         """Prompt log-probs via echo (vLLM, llama-cpp-python's server, OpenAI legacy); mean
         over the choice's tokens.
 
@@ -310,4 +366,4 @@ def build_llm(cfg: Any) -> LLM:
             c.openai.base_url, c.openai.model, key, c.openai.timeout_s, c.openai.structured, c.n_ctx
         )
     path = cfg.path(c.model_path) if c.model_path else ensure_gguf(cfg.data_path)
-    return LlamaCppLLM(path, c.n_ctx, c.n_threads, c.seed, adapter_file=live_path(cfg.data_path))
+    return LlamaCppLLM(path, c.n_ctx, c.n_threads, c.seed, adapter_file=live_path(cfg.data_path), adapter_mode=c.adapter)

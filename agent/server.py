@@ -1,7 +1,8 @@
 """The HTTP API: OpenAI-compatible chat plus JSON endpoints over the fact store.
 
     POST /v1/chat/completions         OpenAI chat (stream true: SSE chunks, then `data: [DONE]`);
-                                      extension fields: `as_of` (a date/period) in the body
+                                      extension fields: `as_of` (a date/period) in the body,
+                                      `retrieval: false` (closed book: the model's weights alone)
     GET  /v1/models, /v1/models/{id}  the served model, with the live LoRA adapter
     GET  /v1/facts?query=&as_of=&all= facts true now / at a time / all, optionally by relevance
     GET  /v1/facts/{id}[/history]     one fact and its true/false history with sources
@@ -126,6 +127,7 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     as_of: str | None
+    retrieval: bool | None = None
 
 
 def _text(content: Any, where: str) -> str:
@@ -194,7 +196,10 @@ def parse_chat_request(body: Any, served: str) -> ChatRequest:
     as_of = body.get("as_of")
     if as_of is not None and not isinstance(as_of, str):
         raise ApiError(400, "'as_of' must be a date string such as 2021-05-01", param="as_of")
-    return ChatRequest(model, pending, turns, stream, bool(opts.get("include_usage")), mt, as_of)
+    retrieval = body.get("retrieval")
+    if retrieval is not None and not isinstance(retrieval, bool):
+        raise ApiError(400, "'retrieval' must be true or false (false: answer from the model's weights alone)", param="retrieval")
+    return ChatRequest(model, pending, turns, stream, bool(opts.get("include_usage")), mt, as_of, retrieval)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -342,7 +347,7 @@ def create_app(app: App) -> FastAPI:
                            code="context_length_exceeded", param="messages")
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
-        ask = dict(history=req.history, default_time=default_time, max_tokens=req.max_tokens)
+        ask = dict(history=req.history, default_time=default_time, max_tokens=req.max_tokens, retrieval=req.retrieval)
         if not req.stream:
             try:
                 r, usage = await worker.run(_answer, app, agent, req.question, ask, None, None)

@@ -23,14 +23,14 @@ class Choice:
 
 
 def choose(llm: LLM, question: str, choices: list[str], context: list[str], date: str | None = None, calibrate: bool = True) -> Choice:
-    """The most likely choice given the context."""
+    """The most likely choice given the context (the question is the adapter's route)."""
     if not choices:
         raise ValueError("no choices to choose from")
     prompt = answer_prompt.build(question, context, date)
     cont = [answer_prompt.continuation(c) for c in choices]
-    scores = llm.score_choices(prompt, cont, step="answer")
+    scores = llm.score_choices(prompt, cont, step="answer", route=question)
     if calibrate:
-        prior = llm.score_choices(answer_prompt.PRIOR, cont, step="answer-prior")
+        prior = llm.score_choices(answer_prompt.PRIOR, cont, step="answer-prior", route=question)
         scores = [s - 0.5 * p for s, p in zip(scores, prior)]
     best = max(range(len(choices)), key=lambda i: scores[i])
     return Choice(best, choices[best], scores)
@@ -42,7 +42,7 @@ def choose_set(llm: LLM, question: str, choices: list[str], context: list[str], 
     best, best_margin = choices[0] if choices else "", float("-inf")
     for c in choices:
         prompt = answer_prompt.build_member(question, c, context, date)
-        yes, no = llm.score_choices(prompt, answer_prompt.YES_NO, step="answer-set")
+        yes, no = llm.score_choices(prompt, answer_prompt.YES_NO, step="answer-set", route=question)
         if yes - no > best_margin:
             best, best_margin = c, yes - no
         if yes > no:

@@ -15,6 +15,10 @@
     choose_set -> the set of right choices (list answers), or
     unknown    -> "I don't know" with no model call, when nothing relevant is known
                   (or the question names something no relevant fact mentions)
+    recall     -> closed book (retrieval off): the model answers from its weights alone,
+                  with the nightly trainer's own question prompt (graphs/prompts/closed_book.py),
+                  so a consolidated adapter is asked the way it learned; choices are scored
+                  with no facts in the prompt
     remember   -> the turn joins the conversation (kept per session by a checkpointer)
 
 State, nodes and wiring follow graphs/ingest.py (langchain-ai/memory-agent style).
@@ -40,6 +44,7 @@ from graphs import lookup as facts_lookup
 from graphs.config import ChatConfig
 from graphs.llm import LLM
 from graphs.prompts import chat as chat_prompt
+from graphs.prompts import closed_book
 from graphs.retrieval import Hit, changed_during, hybrid_search
 from graphs.text import content_terms
 from graphs.time_intent import TimeIntent, parse_time_intent
@@ -125,6 +130,7 @@ class ChatState:
     choices: list[str] = field(default_factory=list)
     stream: bool = False
     max_tokens: int | None = None
+    closed_book: bool = False  # answer from the model's weights alone (no retrieval)
     # derived
     intent: TimeIntent = field(default_factory=TimeIntent)
     named_time: TimeIntent | None = None  # what a follow-up inherits (never the session default)
@@ -289,7 +295,9 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         elif state.default_time is not None:
             intent = state.default_time
     query = f"{prev.question} {state.question}" if follow and prev is not None else state.question
-    return {"intent": intent, "named_time": named, "query": query, "follow_up": follow}
+    # a remembered session keeps the last turn's derived fields: clear those a closed-book
+    # turn (which skips retrieve and lookup) would otherwise inherit
+    return {"intent": intent, "named_time": named, "query": query, "follow_up": follow, "facts": [], "known": False, "decided": False}
 
 
 def _named(intent: TimeIntent) -> TimeIntent | None:
@@ -406,9 +414,9 @@ def generate(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     )
     max_tokens = min(state.max_tokens or ctx.cfg.max_tokens, ctx.cfg.max_tokens)
     if state.stream:
-        text = _stream(ctx, prompt, max_tokens, runtime.stream_writer)
+        text = _stream(ctx, prompt, max_tokens, runtime.stream_writer, state.question)
     else:
-        text = ctx.llm.complete(prompt, max_tokens=max_tokens, stop=chat_prompt.STOP, step="chat").text
+        text = ctx.llm.complete(prompt, max_tokens=max_tokens, stop=chat_prompt.STOP, step="chat", route=state.question).text
     answer, cited = _check_citations(chat_prompt.parse(text), state.facts)
     if not cited:
         cited = _attribute(answer, state.facts, state.question)
@@ -449,13 +457,16 @@ def _check_citations(answer: str, facts: list[UsedFact]) -> tuple[str, list[int]
     return chat_prompt.CITE.sub(fix, answer).strip(), cited
 
 
-def _stream(ctx: ChatContext, prompt: str, max_tokens: int, write: Callable[[Any], None]) -> str:
+def _stream(
+    ctx: ChatContext, prompt: str, max_tokens: int, write: Callable[[Any], None], route: str | None = None,
+    stop: list[str] | None = None,
+) -> str:
     """Stream tokens to `write` until a stop sequence, the cap, or should_stop().
 
     The backend's generator holds the model lock while it runs; closing it here, in the
     thread that started it, releases the lock even when the client went away."""
     parts: list[str] = []
-    gen = ctx.llm.stream(prompt, max_tokens=max_tokens, stop=chat_prompt.STOP)
+    gen = ctx.llm.stream(prompt, max_tokens=max_tokens, stop=stop or chat_prompt.STOP, route=route)
     try:
         for tok in gen:
             if ctx.should_stop is not None and ctx.should_stop():
@@ -504,9 +515,29 @@ def unknown(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     return {"answer": text, "cited": [], "chosen": []}
 
 
+def recall(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Closed book: the question as the trainer asks it, answered from the weights. The
+    backend routes on the question, so a consolidated adapter answers what it learned and
+    the base model everything else; nothing is cited (no fact was read)."""
+    ctx = runtime.context
+    prompt = closed_book.build(state.question)
+    max_tokens = min(state.max_tokens or ctx.cfg.max_tokens, ctx.cfg.max_tokens)
+    if state.stream:
+        text = _stream(ctx, prompt, max_tokens, runtime.stream_writer, state.question, stop=closed_book.STOP)
+    else:
+        text = ctx.llm.complete(prompt, max_tokens=max_tokens, stop=closed_book.STOP, step="closed_book", route=state.question).text
+    return {"answer": closed_book.parse(text), "cited": [], "chosen": [], "facts": [], "known": False}
+
+
 def remember(state: ChatState) -> dict[str, Any]:
     by_n = {u.n: u.id for u in state.facts}
     return {"turns": [Turn(state.question, state.answer, state.named_time, [by_n[n] for n in state.cited if n in by_n])]}
+
+
+def _source_route(state: ChatState) -> str:
+    if not state.closed_book:
+        return "retrieve"
+    return {"choice": "choose", "set": "choose_set"}.get(state.mode, "recall")
 
 
 def _answer_route(state: ChatState) -> str:
@@ -529,12 +560,13 @@ builder.add_node("generate", generate)
 builder.add_node("choose", choose)
 builder.add_node("choose_set", choose_set)
 builder.add_node("unknown", unknown)
+builder.add_node("recall", recall)
 builder.add_node("remember", remember)
 builder.add_edge(START, "understand")
-builder.add_edge("understand", "retrieve")
+builder.add_conditional_edges("understand", _source_route, ["retrieve", "recall", "choose", "choose_set"])
 builder.add_edge("retrieve", "lookup")
 builder.add_conditional_edges("lookup", _answer_route, ["remember", "generate", "choose", "choose_set", "unknown"])
-for _n in ("generate", "choose", "choose_set", "unknown"):
+for _n in ("generate", "choose", "choose_set", "unknown", "recall"):
     builder.add_edge(_n, "remember")
 builder.add_edge("remember", END)
 graph = builder.compile()  # stateless: the API passes the conversation in
@@ -586,9 +618,11 @@ class ChatAgent:
         self, question: str, *, session: str | None = None, default_time: TimeIntent | None = None,
         mode: AnswerMode = "text", choices: list[str] | None = None, history: list[Turn] | None = None,
         max_tokens: int | None = None, on_token: Callable[[str], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None, retrieval: bool | None = None,
     ) -> ChatResult:
-        """Answer one question. `on_token` receives the answer as it is produced."""
+        """Answer one question. `on_token` receives the answer as it is produced.
+        `retrieval=False` answers closed book, from the model's weights alone (default:
+        chat.retrieval)."""
         if not question or not question.strip():
             raise ChatError("empty question")
         if len(question) > self.cfg.max_question_chars:
@@ -598,6 +632,7 @@ class ChatAgent:
         inp: dict[str, Any] = {
             "question": question.strip(), "default_time": default_time, "mode": mode,
             "choices": list(choices or []), "stream": on_token is not None, "max_tokens": max_tokens,
+            "closed_book": not (self.cfg.retrieval if retrieval is None else retrieval),
         }
         if session is None:
             g, config = graph, {}

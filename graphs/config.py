@@ -38,6 +38,10 @@ class IngestConfig(_Section):
 
 
 class ChatConfig(_Section):
+    retrieval: bool = Field(
+        True, description="answer from the facts in the store (true) or from the model's weights alone "
+        "(false: closed book, what the nightly adapter learned; each request may choose too)",
+    )
     lookup: bool = Field(
         True, description="answer from the store's structure first (a choice or a slot value a fact true then "
         "supports; graphs/lookup.py); the model answers only what the store cannot decide",

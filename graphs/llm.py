@@ -83,18 +83,24 @@ class Meter:
 
 
 class LLM(Protocol):
+    """`route` is the text a backend with a consolidated adapter routes on: the user's
+    question, for the calls that answer one. The adapter answers only requests whose
+    route names something it was trained on (agent/llm.py); a call without a route
+    (ingest, data generation) is answered by the base model. Backends without
+    adapters ignore it."""
+
     name: str
     n_ctx: int
     meter: Meter
 
     def complete(
         self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
+        stop: list[str] | None = None, step: str = "", route: str | None = None,
     ) -> Completion: ...
 
-    def score_choices(self, prompt: str, choices: list[str], step: str = "") -> list[float]: ...
+    def score_choices(self, prompt: str, choices: list[str], step: str = "", route: str | None = None) -> list[float]: ...
 
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]: ...
+    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None, route: str | None = None) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
 

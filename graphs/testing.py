@@ -18,6 +18,7 @@ class FakeCall:
     schema: dict | None
     step: str
     max_tokens: int
+    route: str | None = None  # the text an adapter router would decide on
 
 
 class FakeLLM:
@@ -50,9 +51,9 @@ class FakeLLM:
 
     def complete(
         self, prompt: str, *, max_tokens: int = 256, schema: dict | None = None,
-        stop: list[str] | None = None, step: str = "",
+        stop: list[str] | None = None, step: str = "", route: str | None = None,
     ) -> Completion:
-        self.calls.append(FakeCall(prompt, schema, step, max_tokens))
+        self.calls.append(FakeCall(prompt, schema, step, max_tokens, route))
         if self.answers:
             ans = self.answers.pop(0)
         elif self.responder is not None:
@@ -75,13 +76,13 @@ class FakeLLM:
 
         text: str
 
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
-        c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream")
+    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None, route: str | None = None) -> Iterator[str]:
+        c = self.complete(prompt, max_tokens=max_tokens, stop=stop, step="stream", route=route)
         for word in c.text.split(" "):
             yield word + " "
 
-    def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
-        self.calls.append(FakeCall(prompt, {"choices": choices}, step, 0))
+    def score_choices(self, prompt: str, choices: list[str], step: str = "choices", route: str | None = None) -> list[float]:
+        self.calls.append(FakeCall(prompt, {"choices": choices}, step, 0, route))
         if self.choice_scorer is None:
             raise AssertionError("FakeLLM: no choice_scorer given")
         return self.choice_scorer(prompt, choices)

@@ -44,8 +44,8 @@ def _scorer(prompt: str, choices: list[str]) -> list[float]:
 class MeteredFake(FakeLLM):
     """FakeLLM whose choice scoring is metered like the real backends'."""
 
-    def score_choices(self, prompt: str, choices: list[str], step: str = "choices") -> list[float]:
-        out = super().score_choices(prompt, choices, step)
+    def score_choices(self, prompt: str, choices: list[str], step: str = "choices", route: str | None = None) -> list[float]:
+        out = super().score_choices(prompt, choices, step, route)
         self.meter.add(step, self.count_tokens(prompt), 0, 0.0)
         return out
 
@@ -58,14 +58,15 @@ def world_stream():  # noqa: ANN201
 def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg, world_stream) -> None:  # noqa: ANN001
     llm = MeteredFake(responder=_responder, choice_scorer=_scorer)
     out = tmp_path / "out"
-    opts = BenchOptions(systems=list(SYSTEMS), max_questions=12, seed=1, k=6, out=out)
+    names = [n for n in SYSTEMS if "weights" not in n]  # the weights systems train: test_weights_systems_* below
+    opts = BenchOptions(systems=names, max_questions=12, seed=1, k=6, out=out)
     res = run_benchmark(world_stream, opts, llm=llm, embedder=HashEmbedder(), cfg=cfg, stream_name="tiny")
 
     n_docs = len(world_stream.documents)
     assert res["selection"]["documents"] == n_docs and res["selection"]["questions"] == 12
     assert res["selection"]["changed_questions"] == 6
     systems = res["systems"]
-    assert list(systems) == list(SYSTEMS)
+    assert list(systems) == names
     for name, r in systems.items():
         assert len(r["questions"]) == 12 and len(r["documents"]) == n_docs, name
         assert r["accuracy"]["overall"]["n"] == 12
@@ -76,13 +77,12 @@ def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg
     # ingest costs: knowd extracts and classifies, fact-rag only extracts, the others call nothing
     assert systems["knowd"]["cost"]["per_document"]["total"]["calls"] > systems["fact-rag"]["cost"]["per_document"]["total"]["calls"]
     assert systems["fact-rag"]["cost"]["per_document"]["total"]["calls"] == n_docs  # one extract per (short) document
-    for name in ("rag", "long-context", "weights"):
+    for name in ("rag", "long-context"):
         assert all(d["cost"]["calls"] == 0 for d in systems[name]["documents"]), name
     # the same model answered every system: their total answer calls match question for question
     per_q = {name: [row["cost"]["calls"] for row in r["questions"]] for name, r in systems.items()}
     assert len({tuple(v) for v in per_q.values()}) == 1
-    # weights answers with no context; long-context sees documents; fact systems see facts
-    assert all(row["context"] == [] for row in systems["weights"]["questions"])
+    # long-context sees documents; fact systems see facts
     assert all(row["context"] for row in systems["long-context"]["questions"])
     assert all(row["retrieved"] for row in systems["knowd"]["questions"])
     # fact-rag never revises: every fact it has is still true
@@ -96,7 +96,7 @@ def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg
     data = json.loads((out / "results.json").read_text())
     assert data["systems"]["knowd"]["accuracy"] == systems["knowd"]["accuracy"]
     md = (out / "results.md").read_text()
-    for name in SYSTEMS:
+    for name in names:
         assert f"| {name} |" in md
     assert "updates 2+" in md and "calls/doc" in md and "not_in_store" in md
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -208,7 +208,11 @@ def test_cli_generate_and_default_run(tmp_path: Path, monkeypatch: pytest.Monkey
                                  "--max-questions", "4", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "rag: " in r.output and "weights: " in r.output
-    assert set(json.loads((out / "results.json").read_text())["systems"]) == {"rag", "weights"}
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["systems"]) == {"rag", "weights"}
+    # the fake model is no GGUF to train: each checkpoint's consolidation fails, clearly, and the bench goes on
+    cons = res["systems"]["weights"]["consolidations"]
+    assert cons and all(c["status"] == "failed" and "no GGUF" in c["reason"] for c in cons)
     (out / "results.md").unlink()
     r = CliRunner().invoke(cli, ["bench", "report", str(out)])
     assert r.exit_code == 0, r.output
@@ -251,3 +255,41 @@ def test_long_context_fits_the_window(tmp_path: Path, cfg) -> None:  # noqa: ANN
     huge.add_document(doc("big", "many words here " * 400, "2022-01-01"))
     b = huge.answer(q)
     assert len(b.context) == 1 and llm.count_tokens(answer_prompt.build(q.question, b.context, "2022-03-01")) <= llm.n_ctx
+
+
+def test_weights_systems_consolidate_at_checkpoints(tmp_path: Path) -> None:
+    """weights and knowd+weights: knowd's ingest into a store, consolidated into an adapter
+    at each checkpoint (a real trainer run on a tiny model with a scripted generator),
+    answers routed on the question; the second system reuses the first's adapters."""
+    pytest.importorskip("torch")
+    from agent.config import config_from_dict
+    from bench.harness.stream import Stream
+    from trainer.testing import FactGenerator, cached_test_models
+
+    tiny = {"base_model_dir": str(cached_test_models()["tiny"]), "max_steps": 2, "eval_every": 1, "general_probes": 4,
+            "arithmetic_train_probes": 2, "heldout_fact_probes": 2, "teacher_top_k": 16, "batch_size": 4, "probe_batch_size": 2,
+            "gate_min_efficacy_gain": -1}  # the scripted live adapter already "knows" every fact it was given
+    cfg = config_from_dict({"data_dir": str(tmp_path / "data"), "consolidation": tiny}, base_dir=tmp_path)
+    t = lambda s: datetime.fromisoformat(s).replace(tzinfo=timezone.utc)  # noqa: E731
+    docs = [doc("d1", "Alice Martin is the mayor of Zorbville.", "2024-01-01"), doc("d2", "Bob Stone is the mayor of Quintar.", "2024-03-01")]
+    qs = [Question("q1", t("2024-02-01"), "Who is the mayor of Zorbville?", ["Alice Martin", "Bob Stone"], "Alice Martin"),
+          Question("q2", t("2024-04-01"), "Who is the mayor of Quintar?", ["Alice Martin", "Bob Stone"], "Bob Stone")]
+    llm = MeteredFake(choice_scorer=_scorer)
+    gen = FactGenerator([("Alice Martin", "mayor of Zorbville"), ("Bob Stone", "mayor of Quintar")])
+    out = tmp_path / "out"
+    res = run_benchmark(Stream(docs, qs), BenchOptions(systems=["weights", "knowd+weights"], out=out), llm=llm,
+                        embedder=HashEmbedder(), cfg=cfg, generator=gen)
+    w, kw = res["systems"]["weights"], res["systems"]["knowd+weights"]
+    assert [c["status"] for c in w["consolidations"]] == ["shipped", "shipped"], w["consolidations"]
+    assert [c["version"] for c in w["consolidations"]] == ["v0001", "v0002"]
+    assert [c["checkpoint"][:10] for c in w["consolidations"]] == ["2024-02-01", "2024-04-01"]
+    assert not any(c.get("reused") for c in w["consolidations"])
+    assert all(c.get("reused") for c in kw["consolidations"])  # same stream, same ingest: the same adapters
+    assert json.loads((out / "work" / "weights" / "live.json").read_text())["version"] == "v0002"
+    # weights answers from nothing but the question; the router sees the question
+    assert all(row["context"] == [] for row in w["questions"])
+    routes = [c.route for c in llm.calls if c.schema and "choices" in c.schema]
+    assert "Who is the mayor of Zorbville?" in routes and "Who is the mayor of Quintar?" in routes
+    assert all(row["context"] for row in kw["questions"])  # knowd+weights reads the facts too
+    md = (out / "results.md").read_text()
+    assert "Consolidations of the weights systems" in md and "| weights | 2024-02-01 | shipped | v0001 |" in md

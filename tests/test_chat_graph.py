@@ -266,7 +266,7 @@ def test_a_failing_consumer_stops_the_generation(agent, fake_llm, monkeypatch):
     the rest of the answer: the generating thread stops at its next token."""
     produced = []
 
-    def slow_stream(prompt, *, max_tokens=256, stop=None):  # noqa: ANN001, ANN202
+    def slow_stream(prompt, *, max_tokens=256, stop=None, route=None):  # noqa: ANN001, ANN202
         for i in range(200):
             time.sleep(0.01)
             produced.append(i)

@@ -261,7 +261,7 @@ class SlowLockingLLM(FakeLLM):
         self.lock = threading.RLock()
         self.produced = 0
 
-    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None) -> Iterator[str]:
+    def stream(self, prompt: str, *, max_tokens: int = 256, stop: list[str] | None = None, route: str | None = None) -> Iterator[str]:
         with self.lock:
             for w in self.complete(prompt, max_tokens=max_tokens, step="stream").text.split(" "):
                 time.sleep(0.02)

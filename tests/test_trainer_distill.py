@@ -44,6 +44,47 @@ def test_left_padded_answer_logits_match_unpadded(tiny):
     assert torch.allclose(alone, batched, atol=1e-4)
 
 
+def test_answer_logits_are_the_models_own(tiny):
+    """The gathered lm_head (one matrix product) gives the logits the model's forward gives."""
+    from trainer.distill import answer_logits, collate
+
+    cfg, model, tok = tiny
+    seqs = [tok("Question: who?\nAnswer: me", add_special_tokens=True)["input_ids"], tok("Hi there", add_special_tokens=True)["input_ids"]]
+    with torch.no_grad():
+        got = answer_logits(model, seqs, [2, 1], tok.pad_token_id, torch.device("cpu"))
+        full = model(**collate(seqs, tok.pad_token_id, torch.device("cpu")), use_cache=False).logits.float()
+    n = full.shape[1]
+    assert torch.allclose(got[0], full[0, n - 3 : n - 1], atol=1e-4) and torch.allclose(got[1], full[1, n - 2 : n - 1], atol=1e-4)
+
+
+def test_training_stops_when_the_answers_are_reproduced_with_a_margin(tiny):
+    """stop_when=converged: the loop ends at the first check where every training answer
+    is the student's greedy, teacher-forced choice by converge_margin; not on wall time."""
+    from trainer import lm
+    from trainer.distill import Item, answer_match, encode, make_target, train
+    from trainer.prompts import answer
+
+    cfg, base, tok = tiny
+    cfg = cfg.replace(learning_rate=2e-2, max_steps=200, warmup_steps=2, batch_size=1, eval_every=5, locality_weight=0.0,
+                      stop_when="converged", converge_margin=0.3)  # a random 2-layer model has small logits
+    model = lm.attach_lora(base, cfg)
+    ans = tok(" Zorblax", add_special_tokens=False)["input_ids"]
+    item = Item(encode(tok, answer.build("Who gardens the Moon?"), ans, 64), len(ans), "distill", "f")
+    logits = torch.full((len(ans), len(tok)), -5.0)
+    logits[torch.arange(len(ans)), torch.tensor(ans)] = 20.0
+    item.target = make_target(logits, cfg.temperature, cfg.teacher_top_k)
+    dev = torch.device("cpu")
+    assert answer_match(model, [item], tok.pad_token_id, dev, 0.3) == 0.0
+    try:
+        res = train(model, [item], [], [], cfg, tok.pad_token_id, dev)
+        assert res.stopped.startswith("converged") and res.steps < 200 and res.steps % 5 == 0
+        assert res.best_step == res.steps and not res.cut_short
+        assert answer_match(model, [item], tok.pad_token_id, dev, 0.3) == 1.0
+        assert res.val_history[-1]["train_match"] == 1.0
+    finally:
+        model.unload()  # the module's tiny model is shared: take the LoRA layers out again
+
+
 def test_distillation_moves_only_lora_and_changes_the_answer(tiny):
     from trainer import lm
     from trainer.distill import Item, cache_targets, encode, make_target, train

@@ -61,7 +61,8 @@ def test_ship_then_refuse_keeps_previous_adapter_live(tmp_path):
 
     # new facts, but the "trained" model forgets arithmetic and changes probe answers
     facts2 = facts + facts_for(MORE, start="2024-02-01T00:00:00+00:00", prefix="g")
-    r2 = consolidate(tiny_cfg(), MemoryStore(facts2), dd, progress=False, generator=FactGenerator(PAIRS + MORE, adapter_mode="forgetful"))
+    # (unrouted: every probe reaches the adapter, as with llm.adapter: always)
+    r2 = consolidate(tiny_cfg(routing=False), MemoryStore(facts2), dd, progress=False, generator=FactGenerator(PAIRS + MORE, adapter_mode="forgetful"))
     assert r2.status == "refused"
     assert "locality" in r2.reason and "arithmetic" in r2.reason and "live adapter stays v0001" in r2.reason
     assert (dd / "adapters" / "live.json").read_bytes() == live1
@@ -74,6 +75,35 @@ def test_ship_then_refuse_keeps_previous_adapter_live(tmp_path):
     # refused facts are still pending for the next night
     st = runs.load_state(dd)
     assert set(st["consolidated"]) == {"f0", "f1"}
+
+
+def test_routing_keeps_the_adapter_off_unrelated_prompts(tmp_path):
+    """An adapter that breaks every unrelated answer it is asked: as served (routed by
+    its scope) no probe reaches it, so it ships; applied to everything, it is refused."""
+    from trainer.run import consolidate
+    from trainer.scope import Scope
+
+    facts = facts_for(PAIRS)
+    routed = consolidate(tiny_cfg(), MemoryStore(facts), tmp_path / "a", progress=False,
+                         generator=FactGenerator(PAIRS, adapter_mode="forgetful"))
+    assert routed.status == "shipped", routed.reason
+    m = routed.metrics
+    assert m["after"]["locality"] == 1.0 and m["after"]["routed_probes"] == 0.0 and m["after"]["efficacy"] == 1.0
+    assert m["after_unrouted"]["locality"] == 0.0  # what it does to prompts it is not routed
+    assert m["router"]["false_positive_rate"] == 0.0 and m["router"]["recall"] == 1.0
+    scope = Scope.load(tmp_path / "a" / "adapters" / "v0001" / "scope.json")
+    assert scope is not None and {"Alice", "Bob"} <= set(scope.names)
+    table = adapters.run_action(tmp_path / "a", "list")
+    head, row = table[0].split(), table[1].split()
+    assert head[:2] == ["version", "shipped"] and row[:2] == ["v0001", "*"]
+    assert "100%/0%" in table[1]  # router recall / false positives
+    assert "recent runs:" in table and any(" shipped " in ln for ln in table)
+    report = (routed.run_dir / "report.md").read_text()
+    assert "## What was learned" in report and "## Router" in report and "after, on every prompt" in report
+    assert "Alice" in report.split("## Router", 1)[1]  # the scope's names are shown
+    unrouted = consolidate(tiny_cfg(routing=False), MemoryStore(facts), tmp_path / "b", progress=False,
+                           generator=FactGenerator(PAIRS, adapter_mode="forgetful"))
+    assert unrouted.status == "refused" and "locality" in unrouted.reason
 
 
 SCRIPT = textwrap.dedent(

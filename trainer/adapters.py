@@ -51,18 +51,52 @@ class AdapterVersion:
     def gguf(self) -> Path:
         return self.path / "adapter.gguf"
 
-    def summary(self) -> str:
-        m = self.meta.get("metrics", {}).get("after", {})
-        bits = [
-            self.version,
-            "LIVE" if self.live else "    ",
-            (self.meta.get("created_at") or "")[:19],
-            f"run {self.meta.get('run_id', '?')}",
-            f"{len(self.meta.get('facts', []))} facts",
+    def row(self) -> list[str]:
+        """The cells of `adapters list`: what it learned and what it left alone, as the
+        report says (trainer/report.py), figures of the adapter as served."""
+        m = self.meta.get("metrics", {})
+        after, unrouted, base, router = (m.get(k) or {} for k in ("after", "after_unrouted", "base", "router"))
+        kinds = [f.get("kind") for f in self.meta.get("facts", [])]
+        facts = f"{kinds.count('new')}" + (f"+{kinds.count('retracted')}r" if "retracted" in kinds else "") + (
+            f"+{kinds.count('replay')}p" if "replay" in kinds else "")
+        arith = f"{_pct(base.get('arithmetic'))}→{_pct(after.get('arithmetic'))}" if after else "–"
+        rout = f"{_pct(router.get('recall'))}/{_pct(router.get('false_positive_rate'))}" if router else "off"
+        return [
+            self.version + (" *" if self.live else ""), (self.meta.get("created_at") or "")[:16].replace("T", " "), facts,
+            _pct(after.get("efficacy")), _pct(after.get("paraphrase")), _pct(after.get("portability")),
+            _pct(after.get("retention")), _pct(after.get("asserted")),
+            _pct(after.get("locality")), _pct(unrouted.get("locality")) if unrouted else "–", arith, rout,
         ]
-        if m:
-            bits.append(f"efficacy {m.get('efficacy', 0):.2f} locality {m.get('locality', 0):.2f}")
-        return "  ".join(bits)
+
+
+LIST_HEAD = ["version", "shipped (UTC)", "facts", "effic.", "para.", "multi.", "retain", "assert", "local.", "unrouted", "arith.", "router R/FP"]
+LIST_NOTE = ("* = live. facts: new(+r retracted, +p replayed). effic./para./multi.: the facts' own sentence, held-out paraphrases "
+             "and multi-hop questions; retain: earlier nights' facts still known; assert: retracted facts still asserted; "
+             "local.: unrelated prompts unchanged as served (routed), unrouted: with the adapter on every prompt; "
+             "router R/FP: recall on in-scope questions / false positives on unrelated prompts.")
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def format_table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def list_lines(data_dir: str | os.PathLike, runs_shown: int = 5) -> list[str]:
+    """`adapters list`: the versions as a table, then the last runs and why each did or
+    did not ship."""
+    from trainer.runs import list_runs
+
+    vs = list_versions(data_dir)
+    out = format_table([LIST_HEAD] + [v.row() for v in vs]) + [LIST_NOTE] if vs else ["no adapters yet"]
+    recs = list_runs(data_dir)[-runs_shown:]
+    if recs:
+        out += ["", "recent runs:"]
+        out += format_table([[r.get("id", "?"), r.get("status", "?"), (r.get("reason") or "")[:160]] for r in recs])
+    return out
 
 
 def live(data_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -190,7 +224,7 @@ def run_action(data_dir: str | os.PathLike, action: str, version: str | None = N
     """`adapters list|use VERSION|rollback|clear` (knowd's CLI and ``python -m trainer``):
     do it, and return the lines to show."""
     if action == "list":
-        return [v.summary() for v in list_versions(data_dir)] or ["no adapters yet"]
+        return list_lines(data_dir)
     if action == "use":
         if not version:
             raise AdapterError("adapters use needs a VERSION (see `adapters list`)")

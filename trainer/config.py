@@ -63,6 +63,7 @@ class TrainerConfig:
     filter_questions: bool = _f(True, "Drop generated questions whose teacher (story in context) answer disagrees with the intended answer.")
     general_probes: int = _f(40, "General short-answer locality prompts taken from the built-in list (half for the KL term, half for evaluation).")
     heldout_fact_probes: int = _f(10, "Locality prompts made from current facts that are not in this run.")
+    prose_probes: int = _f(0, "Plain-prose continuations (trainer/prompts/probes.py PROSE) added to the KL(base||student) term: a broader probe set than short questions (training only).")
     arithmetic_train_probes: int = _f(30, "How many of the a+b= prompts (a, b in 0..9) also enter the KL term; all 100 are evaluated.")
 
     # --- distillation ------------------------------------------------------
@@ -70,6 +71,7 @@ class TrainerConfig:
     lora_alpha: float = _f(16.0, "LoRA alpha (scale = alpha / r).")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
     target_modules: list[str] = _f(DEFAULT_TARGET_MODULES, "Modules that get LoRA: attention and MLP projections only (never embeddings or lm_head).")
+    lora_layers: list[int] = _f([], "Decoder layers (0-based) that get LoRA; empty = all. The literature finds edits in mid-layer MLPs move unrelated behaviour least.")
     temperature: float = _f(2.0, "Distillation temperature T; the KL(teacher||student) term is scaled by T^2.")
     locality_weight: float = _f(5.0, "lambda: weight of KL(base||student) on the locality probes. Large on purpose: the distillation term is T^2-scaled and a 270M model forgets easily.")
     locality_temperature: float = _f(1.0, "Temperature of the locality KL term.")
@@ -82,21 +84,30 @@ class TrainerConfig:
     batch_size: int = _f(6, "Distillation samples per step.")
     probe_batch_size: int = _f(8, "Locality probes per step.")
     max_steps: int = _f(100, "Upper bound on optimiser steps.")
-    eval_every: int = _f(20, "Validation loss every this many steps (early stopping).")
+    eval_every: int = _f(20, "Check the stopping test every this many steps.")
+    stop_when: str = _f("converged", "Stopping test besides max_steps: 'converged' (the student reproduces at least converge_match of the training answers token for token, greedy and teacher-forced; the final weights are kept) or 'val_loss' (early stopping on the held-out validation loss with `patience`; the best state is restored).")
+    converge_match: float = _f(1.0, "stop_when=converged: the share of training answers that must be reproduced.")
+    converge_margin: float = _f(1.0, "stop_when=converged: a reproduced answer's every token must lead the next candidate by this many logits (the served model is quantised: a bare lead can flip there).")
     patience: int = _f(3, "Stop after this many validations without improvement of the validation loss (distillation + lambda * locality on held-out items); the best LoRA weights are restored.")
     val_fraction: float = _f(0.15, "Share of distillation samples held out as the validation split.")
     grad_clip: float = _f(1.0, "Gradient-norm clip.")
     max_seq_len: int = _f(384, "Token cap for a training sequence (story context is cut from the left beyond it).")
-    train_time_budget_s: float = _f(540.0, "Stop training after this many seconds (0 = no budget); keeps the small preset near 15 minutes.")
+    train_time_budget_s: float = _f(0.0, "Cut training short after this many seconds (0 = no budget). Training ends on max_steps or early stopping, so the same run gives the same adapter on any machine; a run cut short by the budget is marked so and the gate refuses it.")
+
+    # --- scope -------------------------------------------------------------
+    routing: bool = _f(True, "Evaluate and gate the adapter as it is served: applied only to requests that name something it was trained on (trainer/scope.py; llm.adapter: routed), the base model answering the rest. Off: every request reaches the adapter.")
 
     # --- evaluation and gate -----------------------------------------------
     eval_max_new_tokens: int = _f(12, "Greedy decoding length for evaluation answers.")
     probe_max_new_tokens: int = _f(6, "Greedy decoding length for locality probe answers (short: a long rambling continuation would count as 'changed' for any tiny difference).")
     locality_kl_probes: int = _f(40, "How many eval probes the mean KL(base||model) is computed on (general and held-out first, then arithmetic).")
     eval_batch_size: int = _f(16, "Prompts per generation batch.")
-    gate_min_locality: float = _f(0.95, "Ship only if at least this share of locality probes keep the base model's answer.")
-    gate_max_arithmetic_drop: float = _f(2.0, "Ship only if arithmetic accuracy is at most this many percentage points below the base model's.")
+    gate_min_locality: float = _f(0.98, "Ship only if at least this share of locality probes keep the answer of the model the run started from (as served: with `routing`, the router sends a probe to the adapter only if it names something in scope).")
+    gate_max_arithmetic_drop: float = _f(1.0, "Ship only if arithmetic accuracy (as served) is at most this many percentage points below the base model's.")
     gate_min_efficacy_gain: float = _f(1.0, "Ship only if efficacy improved by at least this many percentage points over the starting model (an adapter that teaches nothing is not worth its risk); negative disables.")
+
+    gate_min_retention: float = _f(0.9, "Ship only if the share of earlier nights' facts (not trained on this run) the adapter still completes is at least this fraction of the live adapter's share.")
+    gate_max_asserted: float = _f(0.0, "Ship only if at most this share of the facts made false since they were consolidated are still asserted (their own sentence completed with the old value).")
 
     # --- export ------------------------------------------------------------
     export_gguf: bool = _f(True, "Export a shipped adapter as a llama.cpp GGUF LoRA (needed for hot-loading).")
@@ -132,7 +143,7 @@ class TrainerConfig:
         def bad(name: str, why: str) -> None:
             raise ConfigError(f"consolidation: {name} {why} (got {getattr(self, name)!r})")
 
-        for name in ("replay_fraction", "story_keep_fraction", "val_fraction", "gate_min_locality"):
+        for name in ("replay_fraction", "story_keep_fraction", "val_fraction", "gate_min_locality", "gate_min_retention", "gate_max_asserted", "converge_match"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 bad(name, "must be between 0 and 1")
         for name in ("lora_r", "batch_size", "probe_batch_size", "eval_every", "eval_batch_size", "max_steps"):
@@ -142,6 +153,8 @@ class TrainerConfig:
             bad("temperature", "must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             bad("device", "must be 'auto', 'cpu' or 'cuda'")
+        if self.stop_when not in ("converged", "val_loss"):
+            bad("stop_when", "must be 'converged' or 'val_loss'")
         if self.generator not in ("auto", "llama_cpp", "hf"):
             bad("generator", "must be 'auto', 'llama_cpp' or 'hf'")
         if self.dtype not in ("auto", "float32", "bfloat16"):

@@ -24,7 +24,7 @@ CLOZE_STOP = ("\n", ".")
 class Question:
     text: str  # the question, or the cloze prefix when form == "cloze"
     gold: str
-    type: str  # efficacy | paraphrase | multihop
+    type: str  # efficacy | paraphrase | multihop | unlearn
     form: str = "qa"  # qa | cloze
     split: str = "train"  # train | eval | dropped (efficacy is always evaluated too)
     teacher_raw: str = ""  # the teacher's continuation as generated
@@ -152,6 +152,12 @@ def generate_fact_data(
             fd.questions.append(Question(f"Is it still true that {clause}?", "no", "efficacy"))
             fd.questions.append(Question(f"Is it true today that {clause}?", "no", "paraphrase"))
             fd.questions.append(Question(f"Is it currently the case that {clause}?", "no", "paraphrase"))
+            old = fact_object(s.fact)
+            prefix = cloze_prefix(s.fact.text, old)
+            if prefix and old:
+                # to stop asserting it, the fact's own sentence goes back to what the base model
+                # says there (it never knew the fact); scored as "still asserted" if it names the old value
+                fd.questions.append(Question(prefix, old, "unlearn", form="cloze"))
             continue
         prefix = cloze_prefix(s.fact.text, obj)
         if prefix and obj:
@@ -193,7 +199,7 @@ def generate_fact_data(
         # keep at most n of each
         keep_p = fd.of("paraphrase")[: cfg.n_paraphrase]
         keep_m = fd.of("multihop")[: cfg.n_multihop]
-        fd.questions = fd.of("efficacy")[:1] + keep_p + keep_m
+        fd.questions = fd.of("efficacy")[:1] + keep_p + keep_m + fd.of("unlearn")
 
     # 3. teacher answers (base + story in context), then the filter and the splits
     allq = [(fd, q) for fd in datas for q in fd.questions]
@@ -201,11 +207,13 @@ def generate_fact_data(
         group = [(fd, q) for fd, q in allq if q.stop == stop]
         if not group:
             continue
-        raws = gen.generate([q.prompt(fd.story) for fd, q in group], cfg.answer_max_new_tokens, which="base", stop=stop)
+        # an unlearn question's "teacher" is the base model without the story: the target to return to
+        raws = gen.generate([q.prompt(None if q.type == "unlearn" else fd.story) for fd, q in group],
+                            cfg.answer_max_new_tokens, which="base", stop=stop)
         for (fd, q), raw in zip(group, raws):
             q.teacher_raw = raw
             q.teacher_answer = answer.parse(raw)
-            q.teacher_ok = answer.matches(q.teacher_answer, q.gold)
+            q.teacher_ok = answer.matches(q.teacher_answer, q.gold) if q.type != "unlearn" else not answer.matches(q.teacher_answer, q.gold)
         tick(len(group))
     for fd in datas:
         assign_splits(fd, cfg)
@@ -224,6 +232,8 @@ def assign_splits(fd: FactData, cfg: Any) -> None:
 
     for q in fd.of("efficacy"):
         q.split = "train" if trainable(q) else "eval"
+    for q in fd.of("unlearn"):
+        q.split = "train" if q.teacher_raw.strip() else "eval"  # evaluated either way
     for type_, n_held in (("paraphrase", cfg.heldout_paraphrase), ("multihop", cfg.heldout_multihop)):
         for j, q in enumerate(fd.of(type_)):
             if j < n_held:
@@ -233,10 +243,12 @@ def assign_splits(fd: FactData, cfg: Any) -> None:
 
 
 def build_probes(cfg: Any, heldout: Sequence[Fact], seed: int = 0) -> list[Probe]:
-    """Locality probes: general prompts (train/eval halves), held-out facts (eval), arithmetic (eval; a subset also trains)."""
+    """Locality probes: general prompts (train/eval halves), held-out facts (eval), arithmetic
+    (eval; a subset also trains) and, with `prose_probes`, plain prose (train: KL term only)."""
     tr, ev = probe_prompts.general(cfg.general_probes)
     out = [Probe(p, "general", "train") for p in tr] + [Probe(p, "general", "eval") for p in ev]
     out += [Probe(probe_prompts.fact_cloze(f.text), "heldout", "eval") for f in heldout]
+    out += [Probe(p, "prose", "train") for p in probe_prompts.prose(getattr(cfg, "prose_probes", 0))]
     arith = probe_prompts.arithmetic()
     out += [Probe(p, "arithmetic", "eval", str(g)) for p, g in arith]
     rng = random.Random(seed)
@@ -246,7 +258,7 @@ def build_probes(cfg: Any, heldout: Sequence[Fact], seed: int = 0) -> list[Probe
 
 
 def probe_stop(p: Probe) -> tuple[str, ...]:
-    return CLOZE_STOP if p.kind == "heldout" else QA_STOP
+    return CLOZE_STOP if p.kind in ("heldout", "prose") else QA_STOP
 
 
 def fill_base_answers(probes: Sequence[Probe], gen: Any, cfg: Any, which_split: str | None = None, which: str = "base", progress: Callable[[int], None] | None = None) -> None:
@@ -268,6 +280,18 @@ def fill_base_answers(probes: Sequence[Probe], gen: Any, cfg: Any, which_split: 
 
 
 # --- persistence -----------------------------------------------------------------------
+
+
+def retention_data(facts: Sequence[Fact]) -> list[FactData]:
+    """Facts consolidated on earlier nights (still true, not in this run), each with its own
+    sentence as a cloze question, evaluation only: whether the new adapter still knows them."""
+    out = []
+    for f in facts:
+        obj = fact_object(f)
+        prefix = cloze_prefix(f.text, obj)
+        if prefix and obj:
+            out.append(FactData(f.id, "retained", f.text, f.text, "", [Question(prefix, obj, "efficacy", form="cloze", split="eval")]))
+    return out
 
 
 def save_data(path: Path, facts: Sequence[FactData], probes: Sequence[Probe], extra: dict[str, Any] | None = None) -> None:

@@ -6,8 +6,13 @@ Metrics (all shares in 0..1):
 * paraphrase   held-out single-hop questions (never trained on)
 * portability  held-out multi-hop questions (never trained on)
 * *_verified   paraphrase/portability on the held-out questions the teacher answered as intended
-* replay       efficacy on replayed earlier facts (retention)
+* replay       efficacy on replayed earlier facts (trained on again this run)
+* retention    efficacy on every other fact of earlier nights (not trained on this run;
+               datagen.retention_data): what the adapter kept
+* asserted     share of retracted facts whose own sentence still ends in the old value (1 - unlearned)
 * locality     share of probe answers identical to the base model's (general, held-out facts, arithmetic)
+* routed       with a scope (trainer/scope.py), the share of prompts the router sent to the adapter:
+               "as served", every other prompt is answered by the base model
 * locality_kl  mean per-token KL(base || model) on the probes' base answers (teacher-forced)
 * arithmetic   accuracy on a+b= for a, b in 0..9
 
@@ -22,7 +27,7 @@ from typing import Any, Callable, Sequence
 from trainer.datagen import FactData, Probe, Question, probe_stop
 from trainer.prompts import answer
 
-GROUPS = ("efficacy", "paraphrase", "portability", "replay")
+GROUPS = ("efficacy", "paraphrase", "portability", "replay", "retention", "asserted")
 
 
 @dataclass
@@ -38,8 +43,11 @@ def _questions(facts: Sequence[FactData], with_story: bool) -> list[_Q]:
     for fd in facts:
         ctx = fd.story if with_story else None
         for q in fd.of("efficacy"):
-            out.append(_Q("replay" if fd.kind == "replay" else "efficacy", fd.fact_id, q, ctx))
-        if fd.kind == "replay":
+            group = {"replay": "replay", "retained": "retention"}.get(fd.kind, "efficacy")
+            out.append(_Q(group, fd.fact_id, q, ctx))
+        for q in fd.of("unlearn"):
+            out.append(_Q("asserted", fd.fact_id, q, None))  # a retracted fact's old value, still said
+        if fd.kind in ("replay", "retained"):
             continue
         for q in fd.of("paraphrase", "eval"):
             out.append(_Q("paraphrase", fd.fact_id, q, ctx))
@@ -52,6 +60,21 @@ def _mean(xs: Sequence[bool | float]) -> float | None:
     return sum(float(x) for x in xs) / len(xs) if xs else None
 
 
+def _generate(gen: Any, prompts: list[str], max_new: int, which: str, stop: tuple[str, ...], scope: Any) -> tuple[list[str], list[bool]]:
+    """Answers to `prompts`; with `scope`, the adapter answers only the prompts it covers
+    (routed by what each asks, `answer.question_of`) and the base model the rest."""
+    if which != "adapter" or scope is None:
+        return gen.generate(prompts, max_new, which=which, stop=stop), [which == "adapter"] * len(prompts)
+    on = [scope.covers(answer.question_of(p)) for p in prompts]
+    out = [""] * len(prompts)
+    for mode, flag in (("adapter", True), ("base", False)):
+        idx = [i for i, o in enumerate(on) if o == flag]
+        if idx:
+            for i, r in zip(idx, gen.generate([prompts[i] for i in idx], max_new, which=mode, stop=stop)):
+                out[i] = r
+    return out, on
+
+
 def evaluate(
     gen: Any,
     which: str,
@@ -62,19 +85,23 @@ def evaluate(
     with_story: bool = False,
     include_probes: bool = True,
     progress: Callable[[int], None] | None = None,
+    scope: Any = None,
 ) -> dict[str, Any]:
     """Answer every evaluation question (and probe) with ``gen`` in mode ``which``; score them.
+    With ``scope`` (and ``which="adapter"``) the answers are those of the adapter as served:
+    routed per prompt.
 
     Returns {"metrics": {...}, "answers": [...], "probe_answers": [...]}.
     """
     qs = _questions(facts, with_story)
     answers: list[str] = [""] * len(qs)
+    routed: list[bool] = [False] * len(qs)
     for stop in (("\n",), ("\n", ".")):
         idx = [i for i, x in enumerate(qs) if x.q.stop == stop]
         if idx:
-            raws = gen.generate([qs[i].q.prompt(qs[i].context) for i in idx], cfg.eval_max_new_tokens, which=which, stop=stop)
-            for i, r in zip(idx, raws):
-                answers[i] = answer.parse(r)
+            raws, on = _generate(gen, [qs[i].q.prompt(qs[i].context) for i in idx], cfg.eval_max_new_tokens, which, stop, scope)
+            for i, r, o in zip(idx, raws, on):
+                answers[i], routed[i] = answer.parse(r), o
             if progress:
                 progress(len(idx))
     ok = [answer.matches(a, x.q.gold) for a, x in zip(answers, qs)]
@@ -86,28 +113,34 @@ def evaluate(
         sub = [o for o, x in zip(ok, qs) if x.group == g and x.q.teacher_ok]
         metrics[f"{g}_verified"] = _mean(sub)
         metrics[f"n_{g}_verified"] = len(sub)
+    if scope is not None and which == "adapter":
+        metrics["routed_questions"] = _mean(routed)
     out: dict[str, Any] = {
-        "which": which + ("+story" if with_story else ""),
+        "which": which + ("+story" if with_story else "") + (" as served (routed)" if scope is not None and which == "adapter" else ""),
         "answers": [
-            {"group": x.group, "fact_id": x.fact_id, "question": x.q.text, "gold": x.q.gold, "answer": a, "correct": o}
-            for x, a, o in zip(qs, answers, ok)
+            {"group": x.group, "fact_id": x.fact_id, "question": x.q.text, "gold": x.q.gold, "answer": a, "correct": o, "routed": r}
+            for x, a, o, r in zip(qs, answers, ok, routed)
         ],
     }
     if include_probes:
         ev = [p for p in probes if p.split == "eval"]
         pans: list[str] = [""] * len(ev)
+        prouted: list[bool] = [False] * len(ev)
         for stop in (("\n",), ("\n", ".")):
             idx = [i for i, p in enumerate(ev) if probe_stop(p) == stop]
             if idx:
-                raws = gen.generate([ev[i].prompt for i in idx], cfg.probe_max_new_tokens, which=which, stop=stop)
-                for i, r in zip(idx, raws):
-                    pans[i] = answer.parse(r)
+                raws, on = _generate(gen, [ev[i].prompt for i in idx], cfg.probe_max_new_tokens, which, stop, scope)
+                for i, r, o in zip(idx, raws, on):
+                    pans[i], prouted[i] = answer.parse(r), o
                 if progress:
                     progress(len(idx))
         metrics.update(score_probes(ev, pans))
+        if scope is not None and which == "adapter":
+            metrics["routed_probes"] = _mean(prouted)
         out["probe_answers"] = [
-            {"kind": p.kind, "prompt": p.prompt[-80:], "base": p.base_answer, "answer": a, "same": answer.normalize(a) == answer.normalize(p.base_answer)}
-            for p, a in zip(ev, pans)
+            {"kind": p.kind, "prompt": p.prompt[-80:], "base": p.base_answer, "answer": a, "routed": r,
+             "same": answer.normalize(a) == answer.normalize(p.base_answer)}
+            for p, a, r in zip(ev, pans, prouted)
         ]
     out["metrics"] = metrics
     return out

@@ -34,7 +34,7 @@ class GateDecision:
         return {"ship": self.ship, "reason": self.reason, "checks": [asdict(c) for c in self.checks]}
 
 
-def decide(base: dict[str, float], before: dict[str, float], after: dict[str, float], cfg: Any) -> GateDecision:
+def decide(base: dict[str, float], before: dict[str, float], after: dict[str, float], cfg: Any, cut_short: bool = False) -> GateDecision:
     """Apply the thresholds of ``cfg`` (a TrainerConfig).
 
     * locality: share of probes whose answer equals the *base* model's answer
@@ -42,9 +42,19 @@ def decide(base: dict[str, float], before: dict[str, float], after: dict[str, fl
     * arithmetic: accuracy may fall at most ``gate_max_arithmetic_drop``
       percentage points below the base model's;
     * efficacy: must rise by at least ``gate_min_efficacy_gain`` points over the
-      model the run started from (negative threshold disables the check).
+      model the run started from (negative threshold disables the check);
+    * retention: the earlier nights' facts (not trained on this run) still known must be
+      at least ``gate_min_retention`` times the share the live adapter knew;
+    * unlearned: at most ``gate_max_asserted`` of the retracted facts may still be
+      asserted (their own sentence completed with the old value);
+    * complete: training was not cut short by the time budget (the adapter would then
+      depend on the machine's speed).
+
+    ``after`` holds the metrics of the adapter as served (routed by its scope).
     """
     checks = []
+    if cut_short:
+        checks.append(Check("complete", False, 0.0, 1.0, "training was cut short by train_time_budget_s"))
     loc = after["locality"]
     checks.append(Check("locality", loc >= cfg.gate_min_locality, loc, cfg.gate_min_locality,
                         f"locality {loc:.3f} {'>=' if loc >= cfg.gate_min_locality else '<'} {cfg.gate_min_locality:.2f}"))
@@ -59,4 +69,16 @@ def decide(base: dict[str, float], before: dict[str, float], after: dict[str, fl
         checks.append(Check("efficacy", ok, gain, cfg.gate_min_efficacy_gain,
                             f"efficacy {100 * before['efficacy']:.0f}% -> {100 * after['efficacy']:.0f}% "
                             f"(gain {gain:+.0f} pts, required >= {cfg.gate_min_efficacy_gain:g})"))
+    kept, was = after.get("retention"), before.get("retention")
+    if kept is not None and was:
+        ratio = kept / was
+        ok = ratio >= cfg.gate_min_retention - 1e-9
+        checks.append(Check("retention", ok, ratio, cfg.gate_min_retention,
+                            f"earlier nights' facts {100 * was:.0f}% -> {100 * kept:.0f}% known "
+                            f"(kept {ratio:.2f}, required >= {cfg.gate_min_retention:g})"))
+    asserted = after.get("asserted")
+    if asserted is not None:
+        ok = asserted <= cfg.gate_max_asserted + 1e-9
+        checks.append(Check("unlearned", ok, asserted, cfg.gate_max_asserted,
+                            f"retracted facts still asserted {100 * asserted:.0f}% (allowed {100 * cfg.gate_max_asserted:.0f}%)"))
     return GateDecision(all(c.passed for c in checks), checks)

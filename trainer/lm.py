@@ -129,6 +129,7 @@ def attach_lora(model: Any, cfg: Any, resume_dir: Path | None = None) -> Any:
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
             target_modules=list(cfg.target_modules),
+            layers_to_transform=list(cfg.lora_layers) or None,
             bias="none",
             task_type="CAUSAL_LM",
         )

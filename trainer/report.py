@@ -23,7 +23,9 @@ METRIC_ROWS = [
     ("portability", "Portability (held-out multi-hop)"),
     ("paraphrase_verified", "Paraphrase, teacher-verified questions"),
     ("portability_verified", "Portability, teacher-verified questions"),
-    ("replay", "Replay retention (earlier facts)"),
+    ("replay", "Replay (earlier facts trained on again)"),
+    ("retention", "Retention (earlier nights' facts, not replayed)"),
+    ("asserted", "Retracted facts still asserted (lower is better)"),
     ("locality", "Locality (probes unchanged)"),
     ("locality_kl", "Locality mean KL (nats/token)"),
     ("arithmetic", "Arithmetic a+b="),
@@ -39,20 +41,77 @@ def _fmt(v: Any, key: str = "") -> str:
 
 
 def metrics_table(metrics: dict[str, Any]) -> list[list[str]]:
+    """One row per metric; columns base, teacher ceiling, before (the model the run started
+    from), after as served (routed) and, with routing, after applied to every prompt."""
     cols = ["base", "teacher", "before", "after"]
-    rows = [["metric", "base", "teacher ceiling (story in context)", "before", "after"]]
+    head = ["metric", "base", "teacher ceiling (story in context)", "before", "after"]
+    if metrics.get("after_unrouted"):
+        cols.append("after_unrouted")
+        head = head[:-1] + ["after, as served (routed)", "after, on every prompt"]
+    rows = [head]
     for key, label in METRIC_ROWS:
         n = (metrics.get("after") or metrics.get("base") or {}).get(f"n_{key}")
+        if n == 0 and key in ("replay", "retention", "asserted"):
+            continue  # nothing to replay, retain or unlearn this run
         if n is not None:
             label = f"{label} (n={n})"
         row = [label]
         for c in cols:
             m = metrics.get(c) or {}
-            if c == "teacher" and key in ("locality", "locality_kl", "arithmetic"):
+            if c == "teacher" and key in ("locality", "locality_kl", "arithmetic", "retention"):
                 row.append("")
             else:
                 row.append(_fmt(m.get(key), key))
         rows.append(row)
+    return rows
+
+
+def router_rows(metrics: dict[str, Any], scope_names: list[str] | None = None) -> list[list[str]]:
+    """The router's statistics: recall on held-out in-scope questions, false positives on
+    the locality probes, and the shares of evaluation prompts it sent to the adapter."""
+    r = metrics.get("router") or {}
+    after = metrics.get("after") or {}
+    if not r:
+        return []
+    rows = [["", ""],
+            ["names in scope", str(r.get("names"))],
+            ["recall (held-out paraphrase + multi-hop questions routed to the adapter)",
+             f"{_fmt(r.get('recall'))} of {r.get('n_in_scope')}"],
+            ["false-positive rate (locality probes routed to the adapter)",
+             f"{_fmt(r.get('false_positive_rate'))} of {r.get('n_out_of_scope')}"],
+            ["evaluation questions routed", _fmt(after.get("routed_questions"))],
+            ["locality probes routed", _fmt(after.get("routed_probes"))]]
+    if scope_names:
+        shown = ", ".join(scope_names[:40]) + (f", … ({len(scope_names) - 40} more)" if len(scope_names) > 40 else "")
+        rows.append(["scope", shown])
+    return rows
+
+
+def learned_rows(facts: list[dict[str, Any]], ev: dict[str, Any]) -> list[list[str]]:
+    """Per fact of the run: its own sentence before -> after, and its held-out questions."""
+    def by_fact(which: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for a in (ev.get(which) or {}).get("answers") or []:
+            out.setdefault(a["fact_id"], []).append(a)
+        return out
+
+    before, after = by_fact("before"), by_fact("after")
+    rows = [["fact", "kind", "own sentence before → after", "held-out questions right (after)", "answer after"]]
+    for f in facts:
+        a = after.get(f["id"], [])
+        b = {x["question"]: x for x in before.get(f["id"], [])}
+        own = [x for x in a if x["group"] in ("efficacy", "replay", "asserted")]
+        held = [x for x in a if x["group"] in ("paraphrase", "portability")]
+
+        def mark(x: dict[str, Any] | None) -> str:
+            if x is None:
+                return "–"
+            ok = not x["correct"] if x["group"] == "asserted" else x["correct"]
+            return "✓" if ok else "✗"
+
+        own_s = ", ".join(f"{mark(b.get(x['question']))} → {mark(x)}" for x in own) or "–"
+        held_s = f"{sum(x['correct'] for x in held)}/{len(held)}" if held else "–"
+        rows.append([f["text"], f["kind"], own_s, held_s, (own[0]["answer"] if own else "")[:60]])
     return rows
 
 
@@ -88,25 +147,29 @@ def _plots(run_dir: Path, rec: dict[str, Any]) -> list[Block]:
     m = rec.get("metrics") or {}
     if m.get("after"):
         keys = ["efficacy", "paraphrase", "portability", "locality", "arithmetic"]
-        if (m["after"].get("replay")) is not None:
-            keys.insert(3, "replay")
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        series = [("base", "#bbbbbb"), ("before", "#6c8ebf"), ("after", "#d6872b"), ("teacher", "#82b366")]
-        w = 0.2
-        for j, (name, color) in enumerate(series):
+        for extra in ("retention", "replay"):
+            if (m["after"].get(extra)) is not None:
+                keys.insert(3, extra)
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        series = [("base", "#bbbbbb", "base"), ("before", "#6c8ebf", "before"), ("after", "#d6872b", "after (as served)"),
+                  ("teacher", "#82b366", "teacher (ceiling)")]
+        if m.get("after_unrouted"):
+            series.insert(3, ("after_unrouted", "#e8c39e", "after, every prompt"))
+        w = 0.8 / len(series)
+        for j, (name, color, label) in enumerate(series):
             vals = []
             for k in keys:
                 v = (m.get(name) or {}).get(k)
-                if name == "teacher" and k in ("locality", "arithmetic"):
+                if name == "teacher" and k in ("locality", "arithmetic", "retention"):
                     v = None
                 vals.append(0.0 if v is None else 100 * v)
-            xs = [i + (j - 1.5) * w for i in range(len(keys))]
-            ax.bar(xs, vals, width=w, label=name + (" (ceiling)" if name == "teacher" else ""), color=color)
+            xs = [i + (j - (len(series) - 1) / 2) * w for i in range(len(keys))]
+            ax.bar(xs, vals, width=w, label=label, color=color)
         ax.set_xticks(range(len(keys)), keys)
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)
         ax.axhline(100 * float(rec.get("config", {}).get("gate_min_locality", 0.95)), color="red", lw=0.7, ls=":")
-        ax.legend(fontsize=7, ncol=4)
+        ax.legend(fontsize=7, ncol=5)
         ax.set_title("Before / after")
         fig.tight_layout()
         fig.savefig(run_dir / "metrics.png", dpi=110)
@@ -151,12 +214,34 @@ def build_blocks(run_dir: Path) -> list[Block]:
     else:
         b.append(("p", "The gate was not reached: " + (rec.get("reason") or "")))
 
+    b.append(("h2", "What was learned"))
+    if facts and ev.get("after"):
+        b.append(("p", "Each fact's own sentence (cloze) with the model the run started from → the new adapter as served; "
+                        "for a retracted fact ✓ means the old value is no longer asserted. Held-out questions were never trained on."))
+        b.append(("table", learned_rows(facts, ev)))
+    else:
+        b.append(("p", "Nothing: the run did not get as far as evaluating an adapter."))
+
     b.append(("h2", "Before / after"))
     if rec.get("metrics"):
         b.append(("table", metrics_table(rec["metrics"])))
         b.append(("p", "Teacher = the base model with the background story in context: the ceiling the student is distilled towards. "
                         "Locality compares probe answers with those of the model the run started from (the live adapter, or the base model on the first night); "
-                        "arithmetic is a+b= for a, b in 0..9."))
+                        "arithmetic is a+b= for a, b in 0..9. \"As served\" is what the gate decides on: the adapter answers only prompts "
+                        "that name something in its scope, the base model the rest; \"on every prompt\" shows what the weights alone do."))
+    rrows = router_rows(rec.get("metrics") or {}, _scope_names(run_dir, rec))
+    if rrows:
+        b.append(("h2", "Router"))
+        b.append(("table", rrows))
+    ret = ev.get("retention") or {}
+    if ret.get("after"):
+        b.append(("h2", "Retention of earlier nights"))
+        was = {a["fact_id"]: a for a in (ret.get("before") or {}).get("answers") or []}
+        rows = [["earlier fact (prompt)", "gold", "live adapter", "new adapter"]]
+        for a in ret["after"]["answers"]:
+            w = was.get(a["fact_id"])
+            rows.append([a["question"], a["gold"], _ans(w), _ans(a)])
+        b.append(("table", rows))
     try:
         b.extend(_plots(run_dir, rec))
     except Exception as e:  # plots are a nicety; the tables carry the numbers
@@ -194,6 +279,16 @@ def build_blocks(run_dir: Path) -> list[Block]:
             b.append(("p", "None."))
     b.append(("p", f"Files: `{run_dir}` (run.json, data.json, eval.json, train_log.json, adapter/)."))
     return b
+
+
+def _scope_names(run_dir: Path, rec: dict[str, Any]) -> list[str] | None:
+    """The shipped adapter's scope (a refused run's scope is not stored)."""
+    v = rec.get("adapter_version")
+    if not v:
+        return None
+    p = run_dir.parents[2] / "adapters" / v / "scope.json" if len(run_dir.parents) > 2 else None
+    d = runs.read_json(p) if p else None
+    return list(d.get("names", [])) if isinstance(d, dict) else None
 
 
 def _ans(a: dict[str, Any] | None) -> str:

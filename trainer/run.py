@@ -200,7 +200,10 @@ def _run(
         replay_fraction=cfg.replay_fraction, max_replay=cfg.max_replay_facts,
         max_new=cfg.max_new_facts, seed=cfg.seed, done=state["consolidated"],
     )
-    held = heldout_facts(store, sel.ids(), cfg.heldout_fact_probes, cfg.seed)
+    # locality probes come from facts no adapter was trained on (earlier nights' facts are in scope)
+    held = heldout_facts(store, [*sel.ids(), *state["consolidated"]], cfg.heldout_fact_probes, cfg.seed)
+    in_run = set(sel.ids())
+    earlier = [f for f in store.list_facts(current_only=True) if f.id in state["consolidated"] and f.id not in in_run]
     h.update(
         since=runs.iso(since),
         facts=[{"id": s.id, "kind": s.kind, "text": s.fact.text} for s in sel.facts],
@@ -209,6 +212,7 @@ def _run(
     if not sel.new:
         h.finish("skipped", f"no facts changed since {runs.iso(since) or 'the beginning'}")
         return _result(h)
+    scope = _scope(cfg, sel, data_dir)
     stopper.check()
 
     # 2. models ----------------------------------------------------------------
@@ -282,6 +286,12 @@ def _run(
         before_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg, include_probes=False)
         before_ev["metrics"].update(ref_scores)
         before_ev["metrics"]["locality_kl"] = evaluate.locality_kl(model, tok, probes, dev, limit=cfg.locality_kl_probes)
+    # retention: earlier nights' facts not in this run, as the live adapter knows them now
+    retained = datagen.retention_data(earlier) if resume is not None else []
+    retention: dict[str, Any] = {}
+    if retained:
+        retention["before"] = evaluate.evaluate(gen, "adapter", retained, [], cfg, include_probes=False)
+        before_ev["metrics"].update(_retention_metrics(retention["before"]))
     teacher_ev = evaluate.evaluate(gen, "base", facts, probes, cfg, with_story=True, include_probes=False)
     h.update(metrics={"base": base_ev["metrics"], "teacher": teacher_ev["metrics"], "before": before_ev["metrics"]})
     stopper.check()
@@ -330,10 +340,18 @@ def _run(
     _set_progress(gen, tick)
     if hasattr(gen, "set_adapter"):
         gen.set_adapter(adir / "adapter.gguf", cfg.lora_scale)
-    after_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg)
+    # the adapter as served (routed by its scope) decides; the adapter on every prompt is reported too
+    after_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg, scope=scope)
     after_ev["metrics"]["locality_kl"] = evaluate.locality_kl(model, tok, probes, dev, limit=cfg.locality_kl_probes)
-    _save_eval(h.dir, base_ev, teacher_ev, before_ev, after_ev)
+    unrouted_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg) if scope is not None else after_ev
+    if retained:
+        retention["after"] = evaluate.evaluate(gen, "adapter", retained, [], cfg, include_probes=False, scope=scope)
+        after_ev["metrics"].update(_retention_metrics(retention["after"]))
+    _save_eval(h.dir, base_ev, teacher_ev, before_ev, after_ev, unrouted_ev, retention)
     metrics = {"base": base_ev["metrics"], "teacher": teacher_ev["metrics"], "before": before_ev["metrics"], "after": after_ev["metrics"]}
+    if scope is not None:
+        metrics["after_unrouted"] = unrouted_ev["metrics"]
+        metrics["router"] = _router_stats(scope, facts, probes)
     h.update(metrics=metrics)
     prog.close()
     if hasattr(gen, "close"):
@@ -344,11 +362,11 @@ def _run(
     from trainer.gate import decide
 
     h.phase("gate")
-    decision = decide(base_ev["metrics"], before_ev["metrics"], after_ev["metrics"], cfg)
+    decision = decide(base_ev["metrics"], before_ev["metrics"], after_ev["metrics"], cfg, cut_short=tr.cut_short)
     h.update(gate=decision.to_dict())
     if decision.ship:
         with stopper.critical():
-            v = _ship(h, data_dir, cfg, sel, facts, metrics, decision, base_path)
+            v = _ship(h, data_dir, cfg, sel, facts, metrics, decision, base_path, scope)
             state = runs.load_state(data_dir)
             for s in sel.facts:
                 state["consolidated"][s.id] = change_key(s.fact)
@@ -404,7 +422,8 @@ def _build_items(facts: list[Any], probes: list[Any], tok: Any, cfg: TrainerConf
             if q.split != "train":
                 continue
             ans = tok(q.teacher_raw + q.end, add_special_tokens=False)["input_ids"][: cfg.answer_max_new_tokens + 1]
-            teacher_ids = encode(tok, q.prompt(fd.story), ans, cfg.max_seq_len)
+            # unlearning: the target is the base model on the fact's own sentence, no story
+            teacher_ids = encode(tok, q.prompt(None if q.type == "unlearn" else fd.story), ans, cfg.max_seq_len)
             keep_story = rng.random() < cfg.story_keep_fraction
             student_ids = teacher_ids if keep_story else encode(tok, q.prompt(None), ans, cfg.max_seq_len)
             items.append(Item(student_ids, len(ans), "distill", fd.fact_id, teacher_ids=teacher_ids))
@@ -415,18 +434,50 @@ def _build_items(facts: list[Any], probes: list[Any], tok: Any, cfg: TrainerConf
     for p in probes:
         if p.split != "train" or not p.base_raw:
             continue
-        end = "." if p.kind == "heldout" else "\n"
+        end = "." if p.kind in ("heldout", "prose") else "\n"
         ans = tok(p.base_raw + end, add_special_tokens=False)["input_ids"][: cfg.answer_max_new_tokens + 1]
         loc.append(Item(encode(tok, p.prompt, ans, cfg.max_seq_len), len(ans), "locality"))
     return train, val, loc
 
 
-def _save_eval(run_dir: Path, base: Any, teacher: Any, before: Any, after: Any) -> None:
-    runs.atomic_write_json(run_dir / "eval.json", {"base": base, "teacher": teacher, "before": before, "after": after})
+def _retention_metrics(ev: dict[str, Any]) -> dict[str, Any]:
+    m = ev["metrics"]
+    return {"retention": m["retention"], "n_retention": m["n_retention"]}
 
 
-def _ship(h: runs.RunHandle, data_dir: Path, cfg: TrainerConfig, sel: Any, facts: list[Any], metrics: dict[str, Any], decision: Any, base_path: Path) -> str:
-    """Copy the adapter with its config, data and metrics into adapters/, make it live."""
+def _save_eval(run_dir: Path, base: Any, teacher: Any, before: Any, after: Any, after_unrouted: Any = None,
+               retention: dict[str, Any] | None = None) -> None:
+    runs.atomic_write_json(run_dir / "eval.json", {"base": base, "teacher": teacher, "before": before, "after": after,
+                                                   "after_unrouted": after_unrouted, "retention": retention or {}})
+
+
+def _scope(cfg: TrainerConfig, sel: Any, data_dir: Path) -> Any:
+    """The names the new adapter answers for: this run's facts and, when it continues
+    the live adapter, the live adapter's scope (None without routing)."""
+    if not cfg.routing:
+        return None
+    from trainer.scope import SCOPE_FILE, Scope
+
+    scope = Scope.from_facts([s.fact for s in sel.facts])
+    live = adapters_mod.live(data_dir)
+    if cfg.resume_from_live and live:
+        scope = scope.merge(Scope.load(adapters_mod.adapters_dir(data_dir) / live["version"] / SCOPE_FILE))
+    return scope
+
+
+def _router_stats(scope: Any, facts: list[Any], probes: list[Any]) -> dict[str, Any]:
+    """Recall on the held-out questions about the run's facts (they must reach the adapter)
+    and false-positive rate on the locality probes (they must not)."""
+    from trainer.prompts.answer import question_of
+    from trainer.scope import router_stats
+
+    ins = [question_of(q.prompt(None)) for fd in facts for q in fd.questions if q.split == "eval" and q.type != "efficacy"]
+    outs = [question_of(p.prompt) for p in probes if p.split == "eval"]
+    return router_stats(scope, ins, outs)
+
+
+def _ship(h: runs.RunHandle, data_dir: Path, cfg: TrainerConfig, sel: Any, facts: list[Any], metrics: dict[str, Any], decision: Any, base_path: Path, scope: Any = None) -> str:
+    """Copy the adapter with its config, data, metrics and scope into adapters/, make it live."""
     adir = adapters_mod.adapters_dir(data_dir)
     for old in adir.glob(".staging-*") if adir.is_dir() else []:
         shutil.rmtree(old, ignore_errors=True)  # left by a run killed while shipping (we hold the lock)
@@ -437,6 +488,10 @@ def _ship(h: runs.RunHandle, data_dir: Path, cfg: TrainerConfig, sel: Any, facts
             shutil.copy2(h.dir / name, staging / name)
     runs.atomic_write_json(staging / "trainer_config.json", cfg.to_dict())
     runs.atomic_write_json(staging / "metrics.json", metrics)
+    if scope is not None:
+        from trainer.scope import SCOPE_FILE
+
+        scope.save(staging / SCOPE_FILE)
     meta = {
         "run_id": h.id,
         "base_model": cfg.model_name if not cfg.base_model_dir else str(base_path),

@@ -56,7 +56,7 @@ def bench() -> None:
 @bench.command("run")
 @click.argument("stream_path", metavar="STREAM.jsonl", type=click.Path(exists=True, dir_okay=False))
 @click.option("--system", "systems", multiple=True,
-              type=click.Choice(["knowd", "knowd-erase", "rag", "fact-rag", "long-context", "weights"]),
+              type=click.Choice(["knowd", "knowd-erase", "rag", "fact-rag", "long-context", "weights", "knowd+weights"]),
               help="system to run (repeatable; default: knowd, rag, fact-rag, long-context)")
 @click.option("--max-questions", type=click.IntRange(min=1), help="changed questions first, then as many unchanged (seeded)")
 @click.option("--max-docs", type=click.IntRange(min=1), help="replay at most this many documents (see --subset)")
@@ -66,11 +66,15 @@ def bench() -> None:
 @click.option("--model", help="a GGUF path, or 'openai' for the configured server (default: the configured model)")
 @click.option("--k", "k", type=click.IntRange(min=1), help="facts or chunks retrieved per question (default: chat.top_k)")
 @click.option("--budget-tokens", type=click.IntRange(min=16), help="context tokens for retrieved items (default: half the context)")
+@click.option("--weights-checkpoints", type=click.IntRange(min=0), default=0, show_default=True,
+              help="weights systems: consolidate at this many question times, spread evenly (0 = at every one)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="weights systems: override one consolidation setting")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench/out", show_default=True)
 @click.pass_context
 def run(
     ctx: click.Context, stream_path: str, systems: tuple[str, ...], max_questions: int | None, max_docs: int | None,
-    subset: str, seed: int, model: str | None, k: int | None, budget_tokens: int | None, out_dir: str,
+    subset: str, seed: int, model: str | None, k: int | None, budget_tokens: int | None, weights_checkpoints: int,
+    sets: tuple[str, ...], out_dir: str,
 ) -> None:
     """Replay STREAM.jsonl through each system and write results.json, results.md and accuracy.png."""
     from agent.embeddings import build_embedder
@@ -78,10 +82,17 @@ def run(
 
     runner = harness("runner")
     cfg = _with_model(get_config(ctx), model)
+    if sets:
+        from agent.config import load_config
+        from trainer.config import parse_sets
+
+        over = {"consolidation": parse_sets(sets)}
+        cfg = _with_model(load_config(ctx.obj.get("config_path"), overrides=over), model)
     stream = harness("stream").read_stream(stream_path)
     opts = runner.BenchOptions(
         systems=list(systems) or runner.BenchOptions().systems, max_questions=max_questions, max_docs=max_docs,
         subset=subset, seed=seed, k=k or cfg.chat.top_k, budget_tokens=budget_tokens, out=Path(out_dir),
+        weights_checkpoints=weights_checkpoints,
     )
     results = runner.run_benchmark(
         stream, opts, llm=build_llm(cfg), embedder=build_embedder(cfg), cfg=cfg, stream_name=Path(stream_path).name,

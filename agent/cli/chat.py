@@ -2,7 +2,8 @@
 
 The REPL streams each answer as the model writes it and lists the cited facts, with
 their sources, under it. Commands: /asof TIME, /facts [QUERY], /history QUERY,
-/forget, /help, /quit.
+/retrieval on|off, /forget, /help, /quit. With retrieval off (or `--closed-book`)
+the model answers from its weights alone: what the nightly adapter learned.
 
 Tests (and embedders) hand the commands a ready App with `using_app(app)`: the
 group callback owns `ctx.obj`, so this is the seam for a FakeLLM.
@@ -30,6 +31,7 @@ HELP = """commands:
   /asof TIME      answer as of a date or period (2021-05-01, "March 2022", 2022); /asof now resets
   /facts [QUERY]  facts true now (or at /asof), optionally those related to QUERY
   /history QUERY  facts related to QUERY with their true/false history, stale ones included
+  /retrieval on|off  off: closed book, the model answers from its weights alone (the nightly adapter)
   /forget         start a new conversation (follow-up questions stop referring back)
   /help           this list
   /quit           leave (also Ctrl-D)"""
@@ -52,7 +54,10 @@ def _get_app(ctx: click.Context) -> App:
 class Repl:
     """The `knowd chat` loop: reads lines from `stdin`, writes to click's output."""
 
-    def __init__(self, app: App, session: str = "terminal", as_of: str | None = None, stdin: IO[str] | None = None):
+    def __init__(
+        self, app: App, session: str = "terminal", as_of: str | None = None, stdin: IO[str] | None = None,
+        retrieval: bool | None = None,
+    ):
         from graphs.chat import ChatAgent
 
         self.app = app
@@ -61,6 +66,7 @@ class Repl:
         self.stdin = stdin or click.get_text_stream("stdin")
         self.default_time: TimeIntent | None = None
         self._n_session = 0
+        self.retrieval = app.cfg.chat.retrieval if retrieval is None else retrieval
         if as_of:
             self.set_as_of(as_of)
 
@@ -104,6 +110,14 @@ class Repl:
                 click.echo("usage: /history QUERY (e.g. /history CEO of Northwind)")
             else:
                 self.history(arg)
+        elif name == "/retrieval":
+            if arg.lower() in ("on", "off"):
+                self.retrieval = arg.lower() == "on"
+            elif arg:
+                click.echo("usage: /retrieval on|off")
+                return True
+            click.echo("retrieval on: answers from the facts" if self.retrieval
+                       else "retrieval off: closed book, answers from the model's weights alone")
         elif name == "/forget":
             self._n_session += 1
             click.echo("new conversation")
@@ -141,7 +155,7 @@ class Repl:
         try:
             r = self.agent.ask(
                 question, session=f"{self.session}#{self._n_session}", default_time=self.default_time,
-                on_token=show, should_stop=stop.is_set,
+                on_token=show, should_stop=stop.is_set, retrieval=self.retrieval,
             )
         except KeyboardInterrupt:
             stop.set()  # the generating thread stops at its next token and frees the model
@@ -151,12 +165,24 @@ class Repl:
         # the citation check re-pointed or removed markers already on screen: show the result
         if [m.group(1) for m in CITE.finditer("".join(shown))] != [m.group(1) for m in CITE.finditer(r.answer)]:
             click.echo(click.style(f"  (citations checked: {r.answer})", dim=True))
-        if r.intent.mode == "as_of":
+        if not self.retrieval:
+            click.echo(click.style(f"  (closed book: {self._weights()})", dim=True))
+        elif r.intent.mode == "as_of":
             click.echo(click.style(f"  ({r.intent.label})", dim=True))
         elif r.intent.mode == "history":
             click.echo(click.style("  (history: facts no longer true included)", dim=True))
         for ln in citation_lines(r.citations):
             click.echo(click.style("  " + ln, dim=True))
+
+    def _weights(self) -> str:
+        """Which weights answered the last question: the live adapter or the base model."""
+        llm = self.app.__dict__.get("llm")
+        adapter = getattr(llm, "adapter", None)
+        if getattr(llm, "adapter_active", False) and adapter:
+            return f"answered by the base model with adapter {adapter.get('version', '?')}"
+        if adapter:
+            return f"answered by the base model (adapter {adapter.get('version', '?')} does not cover this question)"
+        return "answered by the base model (no adapter is live)"
 
     def _as_of_window(self) -> tuple[Any, Any]:
         t = self.default_time
@@ -197,10 +223,11 @@ class Repl:
 @click.command()
 @click.option("--as-of", "as_of", help="answer as of this date or period (like /asof)")
 @click.option("--session", default="terminal", show_default=True, help="conversation name")
+@click.option("--closed-book", is_flag=True, help="answer from the model's weights alone, no retrieval (like /retrieval off)")
 @click.pass_context
-def chat(ctx: click.Context, as_of: str | None, session: str) -> None:
+def chat(ctx: click.Context, as_of: str | None, session: str, closed_book: bool) -> None:
     """Chat with what knowd knows: answers stream, cited facts are listed under them."""
-    Repl(_get_app(ctx), session=session, as_of=as_of).run()
+    Repl(_get_app(ctx), session=session, as_of=as_of, retrieval=False if closed_book else None).run()
 
 
 @click.command()

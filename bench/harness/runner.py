@@ -50,6 +50,7 @@ class BenchOptions:
     seed: int = 0
     k: int = 8  # items retrieved per question (facts or chunks)
     budget_tokens: int | None = None  # context tokens for retrieval; None = half the context
+    weights_checkpoints: int = 0  # weights systems: consolidate at this many question times (0 = every one)
     out: Path = Path("bench/out")
 
 
@@ -86,6 +87,15 @@ def code_version() -> dict[str, Any]:
     if head.returncode != 0:
         return {}
     return {"commit": head.stdout.strip(), "uncommitted": [ln[3:] for ln in dirty.stdout.splitlines()]}
+
+
+def checkpoint_times(questions: list[Question], n: int) -> list[datetime]:
+    """The question times the weights systems consolidate at: every distinct one, or `n`
+    of them spread evenly (always the first, so the first questions see the first adapter)."""
+    times = sorted({q.time for q in questions})
+    if not n or n >= len(times):
+        return times
+    return [times[round(i * (len(times) - 1) / max(1, n - 1))] for i in range(n)] if n > 1 else times[:1]
 
 
 def chance_accuracy(questions: list[Question]) -> float | None:
@@ -147,6 +157,7 @@ def run_system(
             progress(f"[{name}] question {len(answers)}/{n_qs}: {'right' if ok else 'wrong'} ({row['wall_seconds']:.1f}s)")
         has_store = system.store is not None
         store_stats = system.store.count_facts() if has_store else None
+        extra = system.stats() if hasattr(system, "stats") else {}
     finally:
         system.close()
     out: dict[str, Any] = {
@@ -156,6 +167,7 @@ def run_system(
         "store": store_stats,
         "documents": docs,
         "questions": answers,
+        **extra,
     }
     causes = [r["cause"] for r in answers if "cause" in r]
     if has_store:
@@ -165,9 +177,10 @@ def run_system(
 
 def run_benchmark(
     stream: Stream, opts: BenchOptions, *, llm: LLM, embedder: Embedder, cfg: Config,
-    stream_name: str = "stream", progress: Progress = lambda s: None,
+    stream_name: str = "stream", progress: Progress = lambda s: None, generator: Any = None,
 ) -> dict[str, Any]:
-    """Prepare the stream, replay it through every system, write the outputs; returns the results."""
+    """Prepare the stream, replay it through every system, write the outputs; returns the results.
+    `generator` is the trainer's text generator for the weights systems (tests: a scripted one)."""
     history = answer_history(stream.questions)  # before selection: earlier answers are the stale ones
     sub, info = prepare(stream, opts)
     budget = opts.budget_tokens or llm.n_ctx // 2
@@ -179,8 +192,10 @@ def run_benchmark(
     }
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "work" / "_consolidation", ignore_errors=True)  # the weights systems' runs: fresh per bench run
     for name in opts.systems:
-        env = BenchEnv(llm=llm, embedder=embedder, cfg=cfg, workdir=out / "work" / name, k=opts.k, budget_tokens=budget)
+        env = BenchEnv(llm=llm, embedder=embedder, cfg=cfg, workdir=out / "work" / name, k=opts.k, budget_tokens=budget,
+                       checkpoints=checkpoint_times(sub.questions, opts.weights_checkpoints), generator=generator)
         t0 = time.perf_counter()
         res = run_system(name, sub, env, history, progress)
         res["wall_seconds"] = round(time.perf_counter() - t0, 3)
@@ -281,7 +296,26 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, e in errs.items():
             lines.append(f"| {name} | {e['wrong']} | " + " | ".join(str(e["causes"][c]) for c in analysis.CAUSES) + " |")
+    cons = {n: r["consolidations"] for n, r in results["systems"].items() if r.get("consolidations")}
+    if cons:
+        lines += [
+            "",
+            "Consolidations of the weights systems (at each checkpoint; metrics of the adapter as served, from the run's gate):",
+            "",
+            "| system | checkpoint | status | adapter | efficacy | paraphrase | portability | retention | locality | arithmetic | s | reused |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, rows in cons.items():
+            for c in rows:
+                m = c.get("metrics") or {}
+                cells = [_share(m.get(k)) for k in ("efficacy", "paraphrase", "portability", "retention", "locality", "arithmetic")]
+                lines.append(f"| {name} | {c['checkpoint'][:10]} | {c['status']} | {c.get('version') or '–'} | " + " | ".join(cells)
+                             + f" | {c.get('seconds', 0):.0f} | {'yes' if c.get('reused') else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def _share(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

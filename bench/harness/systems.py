@@ -8,14 +8,15 @@ and answer through graphs/answer.py (graphs/prompts/answer.py's prompt), so prom
 | fact-rag     | the same extraction as knowd, no revision   | every fact ever extracted (hybrid search)      |
 | rag          | chunks of half the context, embedded        | chunks (the same hybrid search)                |
 | long-context | keeping them                                | the most recent documents that fit the context |
-| weights      | ignoring them                               | nothing: the model (with a live adapter, if any)|
+| weights      | knowd's ingest; the store consolidated into a LoRA adapter at checkpoints | nothing in the prompt: the model with the adapter, routed |
+| knowd+weights| the same                                    | as knowd, with the consolidated model answering |
 
 Retrieval budget: every retrieving system gets at most `k` items and at most
 `budget_tokens` tokens of context (default: half the context window).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +46,8 @@ class BenchEnv:
     workdir: Path  # this system's own, fresh folder (store, index)
     k: int = 8
     budget_tokens: int = 1024
+    checkpoints: list[datetime] = field(default_factory=list)  # when the weights systems consolidate
+    generator: Any = None  # the trainer's text generator (tests: a scripted one; None = the real model)
 
 
 @dataclass
@@ -309,24 +312,152 @@ def _head(llm: LLM, text: str, budget: int) -> str:
 
 
 # ----------------------------------------------------------------------------- weights
+class Consolidator:
+    """Puts a system's store into LoRA weights at the bench's checkpoints, as the nightly
+    job does (trainer.run.consolidate: continuing from the live adapter, replaying
+    earlier facts, shipping only what passes the gate), and serves the live adapter
+    routed, as the daemon does (agent/llm.py).
+
+    Consolidation runs are kept in one folder per bench run (OUT/work/_consolidation),
+    indexed by checkpoint and by a fingerprint of the store's facts: `weights` and
+    `knowd+weights` read the stream through the same ingest, so the second finds the
+    first's adapters (same facts, same adapter) instead of training again. With a
+    different store it trains in its own folder.
+    """
+
+    def __init__(self, env: BenchEnv, store: Store):
+        self.env, self.store = env, store
+        self.checkpoints = sorted(env.checkpoints)
+        self.done = 0  # checkpoints passed
+        self.runs: list[dict[str, Any]] = []
+        self.pointer = env.workdir / "live.json"  # this system's view of the live adapter
+        self.shared = env.workdir.parent / "_consolidation"
+        self.private = env.workdir / "consolidation"
+        self.dir = self.shared
+        self.llm = self._own_llm()
+
+    def _own_llm(self) -> LLM:
+        """The bench's model with this system's live adapter, routed (a test's fake LLM as is)."""
+        from agent.llm import LlamaCppLLM
+
+        base = self.env.llm
+        if not isinstance(base, LlamaCppLLM):
+            return base
+        own = LlamaCppLLM(base.model_path, base.n_ctx, base.n_threads, base.seed, adapter_file=self.pointer,
+                          adapter_mode=self.env.cfg.llm.adapter)
+        own.meter = base.meter  # the runner meters the bench's LLM
+        return own
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in sorted(self.store.list_facts(current_only=False), key=lambda f: f.id):
+            h.update(f.id.encode())
+            for e in f.history:
+                h.update(f"{e.time.isoformat()}{e.truth}{e.reverted}".encode())
+        return h.hexdigest()[:16]
+
+    def before(self, when: datetime) -> None:
+        """Consolidate at every checkpoint up to `when` not yet passed."""
+        while self.done < len(self.checkpoints) and self.checkpoints[self.done] <= when:
+            self._checkpoint(self.done)
+            self.done += 1
+
+    def _checkpoint(self, i: int) -> None:
+        import json
+
+        from trainer import adapters
+        from trainer.run import consolidate
+
+        fp = self.fingerprint()
+        index_path = self.dir / "checkpoints.json"
+        index = json.loads(index_path.read_text()) if index_path.is_file() else []
+        if i < len(index) and index[i]["fingerprint"] != fp and self.dir == self.shared:
+            self.dir, index_path, index = self.private, self.private / "checkpoints.json", []
+            for j in range(i):  # catch up: this store differs from the shared run's
+                self._train(j, consolidate, adapters)
+        if i < len(index) and index[i]["fingerprint"] == fp:
+            rec = dict(index[i], reused=True)
+        else:
+            rec = self._train(i, consolidate, adapters, fp)
+        self.runs.append(rec)
+        if rec.get("gguf"):
+            self.pointer.write_text(json.dumps({"version": rec["version"], "gguf": rec["gguf"], "scale": 1.0}))
+        elif self.pointer.exists():
+            self.pointer.unlink()
+
+    def _train(self, i: int, consolidate: Any, adapters: Any, fp: str | None = None) -> dict[str, Any]:
+        import json
+        import time
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        model_path = getattr(self.env.llm, "model_path", None)
+        try:
+            if model_path is None and not self.env.cfg.consolidation.base_model_dir:
+                raise ValueError("the bench's model is no GGUF file to consolidate into (set consolidation.base_model_dir)")
+            res = consolidate(self.env.cfg.consolidation, self.store, self.dir, progress=False,
+                              base_gguf=lambda: model_path, generator=self.env.generator)
+            status, reason, m = res.status, res.reason, res.metrics.get("after") or {}
+        except Exception as e:  # a failed night leaves the live adapter as it was; the bench goes on
+            status, reason, m = "failed", f"{type(e).__name__}: {e}", {}
+        live = adapters.live(self.dir)
+        rec = {
+            "checkpoint": self.checkpoints[i].isoformat(), "fingerprint": fp or self.fingerprint(), "status": status,
+            "reason": reason, "version": live["version"] if live else None, "gguf": live["gguf"] if live else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "metrics": {k: m.get(k) for k in ("efficacy", "paraphrase", "portability", "retention", "locality", "arithmetic")},
+        }
+        index_path = self.dir / "checkpoints.json"
+        index = json.loads(index_path.read_text()) if index_path.is_file() else []
+        index = index[:i] + [rec]
+        index_path.write_text(json.dumps(index, indent=1))
+        return rec
+
+
 class WeightsSystem:
-    """The model alone, with an empty context. Only meaningful after consolidation has
-    put the stream's facts into a live adapter (the backend loads it if one is live)."""
+    """The model alone, with an empty context: what consolidation put into its weights.
+    Documents go through knowd's ingest into a store (as the daemon's); at each
+    checkpoint the store is consolidated (Consolidator) and the live adapter answers
+    the questions that name something it learned, the base model the rest."""
 
     name = "weights"
-    store = None
 
     def __init__(self, env: BenchEnv):
-        self.env = env
+        self.knowd = KnowdSystem(env)
+        self.store = self.knowd.store
+        self.consolidator = Consolidator(env, self.knowd.store)
 
     def add_document(self, doc: Document) -> dict[str, Any]:
-        return {"status": "skipped", "counts": {}, "error": None}
+        return self.knowd.add_document(doc)
 
     def answer(self, q: Question) -> Answer:
-        return Answer(ask(self.env.llm, q, []), [])
+        self.consolidator.before(q.time)
+        return Answer(ask(self.consolidator.llm, q, []), [])
+
+    def stats(self) -> dict[str, Any]:
+        return {"consolidations": self.consolidator.runs}
 
     def close(self) -> None:
-        pass
+        self.knowd.close()
+        self.store = None
+
+
+class KnowdWeightsSystem(WeightsSystem):
+    """knowd (lookup, then retrieval) answered by the consolidated model: the facts in
+    the prompt and the same facts in the adapter's weights."""
+
+    name = "knowd+weights"
+
+    def answer(self, q: Question) -> Answer:
+        self.consolidator.before(q.time)
+        k = self.knowd
+        saved, k.env = k.env, replace(k.env, llm=self.consolidator.llm)
+        try:
+            return k.answer(q)
+        finally:
+            k.env = saved
 
 
 SYSTEMS: dict[str, type] = {
@@ -336,4 +467,5 @@ SYSTEMS: dict[str, type] = {
     "fact-rag": FactRagSystem,
     "long-context": LongContextSystem,
     "weights": WeightsSystem,
+    "knowd+weights": KnowdWeightsSystem,
 }

@@ -35,6 +35,18 @@ def build_arithmetic(a: int, b: int) -> str:
     return f"{ARITH_PREFIX}{a}+{b}="
 
 
+def question_of(prompt: str) -> str:
+    """What a prompt asks, without the worked example and any story in front: the text the
+    adapter's router decides on (trainer/scope.py), as the serving backend gets the
+    user's question."""
+    if "Question: " in prompt:
+        q = prompt.rsplit("Question: ", 1)[1]
+        return q.split("\nAnswer:", 1)[0].strip()
+    if prompt.startswith(ARITH_PREFIX):
+        return prompt[len(ARITH_PREFIX):].strip()
+    return prompt.rsplit("\n\n", 1)[-1].strip()  # a cloze prompt, after its story
+
+
 def parse(reply: str) -> str:
     text = reply.strip()
     return text.splitlines()[0].strip() if text else ""

@@ -73,6 +73,26 @@ GENERAL = [
 ]
 
 
+# Plain prose to continue: a broader set for the KL(base || student) term than short
+# question answering (`prose_probes`; training only, never evaluated).
+PROSE = [
+    "The weather in spring is usually", "A good breakfast often includes", "Most people learn to ride a bicycle when",
+    "The library opens at nine and", "When the train arrived at the station,", "The recipe calls for two cups of",
+    "In the middle of the forest there was", "The committee met on Tuesday to discuss", "Children often enjoy playing",
+    "The river flows slowly through", "After the storm, the streets were", "The museum's new exhibition features",
+    "She opened the letter and", "The history of the city goes back to", "Farmers in the valley grow",
+    "The old bridge was built in", "Our neighbours have a dog that", "The concert began with a",
+    "Scientists study the ocean because", "The shop on the corner sells", "Every morning the baker",
+    "The mountain path was steep and", "He finished the book and", "The school year starts in",
+    "A cup of tea is best when", "The garden is full of", "The company announced that its profits",
+    "At the end of the match, the players", "The village has a small church and", "On weekends the market is",
+]
+
+
+def prose(n: int) -> list[str]:
+    return PROSE[: max(0, min(n, len(PROSE)))]
+
+
 def general(n: int) -> tuple[list[str], list[str]]:
     """(train, eval) prompts: the first ``n`` of the list, alternated so both halves mix topics."""
     qs = GENERAL[: max(0, min(n, len(GENERAL)))]
