@@ -90,7 +90,9 @@ class DaemonConfig(_Section):
     failure_log_every: int = Field(
         0, ge=0, description="a source still failing is logged again every N failures; 0 = only first and recovery"
     )
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text lines on a terminal, JSON lines otherwise (the journal, a pipe, a file)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("consolidate_at")
@@ -111,7 +113,11 @@ class ServerConfig(_Section):
     port: int = Field(8321, ge=0, le=65535, description="0 = any free port")
     token: str | None = Field(None, description="bearer token; required when host is not loopback")
     token_env: str = "KNOWD_TOKEN"
-    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="the largest chat request body (413 past it)")
+    max_documents_bytes: int = Field(
+        10_000_000, ge=1024, description="the largest POST /v1/documents body (413 past it); each document's "
+        "text is also held to ingest.max_document_bytes",
+    )
     model_name: str = Field("knowd", description="the model id the OpenAI-compatible API serves")
     append_sources: bool = Field(True, description="end each API answer with its cited facts and sources")
 

@@ -5,6 +5,10 @@ document per line (`{"id", "text", "title", "time" | "published_at", "source",
 "url", "author"}`; the benchmark stream format works too, its questions are
 skipped). Empty, binary and oversized inputs raise InputError; text that is not
 UTF-8 is decoded by charset detection.
+
+`document_from_object` is the one reading of that document schema: the JSONL lines
+here and the bodies of `POST /v1/documents` (agent/server.py) both go through it,
+so a field of the wrong type is refused the same way (a `FieldError` naming it).
 """
 from __future__ import annotations
 
@@ -92,21 +96,110 @@ def _jsonl(text: str, name: str, source: str, default_time: datetime | None) -> 
         if not line.strip():
             continue
         try:
-            obj: dict[str, Any] = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{name}:{n}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{name}:{n}: expected a JSON object")
-        if obj.get("type", "document") != "document":
-            continue  # benchmark streams interleave questions
-        body = obj.get("text")
-        if not isinstance(body, str) or not body.strip():
-            raise InputError(f"{name}:{n}: document has no 'text'")
-        when = obj.get("time") or obj.get("published_at")
-        yield Document(
-            id=str(obj.get("id") or f"{source}:{content_hash(body)[:16]}"),
-            text=body, source=str(obj.get("source") or source), url=obj.get("url"),
-            author=obj.get("author"), title=obj.get("title"),
-            published_at=parse_time(when) if isinstance(when, str) else default_time,
-            meta={k: v for k, v in obj.items() if k not in {"id", "text", "source", "url", "author", "title", "time", "published_at", "type"}},
-        )
+            obj: Any = json.loads(line)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, a 5000-digit number, [[[[...
+            raise InputError(f"{name}:{n}: invalid JSON ({getattr(e, 'msg', None) or e})") from None
+        doc = document_from_object(obj, f"{name}:{n}", source=source, default_time=default_time)
+        if doc is not None:
+            yield doc
+
+
+class FieldError(InputError):
+    """A document object with a missing or mistyped field; `field` names it ("title")."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+_STRING_FIELDS = ("title", "source", "url", "author")
+_KNOWN = {"id", "text", "source", "url", "author", "title", "time", "published_at", "type"}
+
+
+def clean_text(s: str) -> str:
+    """`s` as valid, NUL-free Unicode: NUL characters dropped, lone surrogates (which JSON's
+    \\ud800 escapes can produce, and which no UTF-8 consumer accepts: SQLite, the
+    tokenisers, llama.cpp) replaced by U+FFFD. Everything else is kept as it is."""
+    if "\x00" in s:
+        s = s.replace("\x00", "")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # pairs rejoined, lone ones replaced
+    return s
+
+
+def document_from_object(
+    obj: Any, where: str, *, source: str, default_time: datetime | None = None,
+) -> Document | None:
+    """One document object (a JSONL line, an item of a `POST /v1/documents` body) as a
+    Document; None for a non-document line of a benchmark stream (`"type": "question"`).
+
+    `text` is required (a non-empty string); `id` a string or an integer (default:
+    `SOURCE:<content hash>`, so the same text gets the same id); `title`, `source`,
+    `url`, `author` strings or null; `time` / `published_at` an ISO date or date-time
+    (default: `default_time`); every other key is kept in `meta`. Text fields are
+    passed through `clean_text`; an id that is not valid Unicode is refused rather
+    than changed (two ids could become one). Raises FieldError naming the field.
+    """
+    if not isinstance(obj, dict):
+        raise FieldError(f"{where}: expected a JSON object (a document), not {_kind(obj)}")
+    kind = obj.get("type", "document")
+    if kind != "document":
+        if isinstance(kind, str):
+            return None  # benchmark streams interleave questions
+        raise FieldError(f"{where}: 'type' must be a string (\"document\"), not {_kind(kind)}", "type")
+    body = obj.get("text")
+    if not isinstance(body, str):
+        raise FieldError(f"{where}: 'text' is required and must be a string"
+                         + ("" if body is None else f", not {_kind(body)}"), "text")
+    body = clean_text(body)
+    if not body.strip():
+        raise FieldError(f"{where}: document has no 'text'", "text")
+    fields: dict[str, str | None] = {}
+    for key in _STRING_FIELDS:
+        v = obj.get(key)
+        if v is not None and not isinstance(v, str):
+            raise FieldError(f"{where}: {key!r} must be a string or null, not {_kind(v)}", key)
+        fields[key] = clean_text(v) if v else None
+    raw_id = obj.get("id")
+    if raw_id is None or raw_id == "":
+        doc_id = None
+    elif isinstance(raw_id, str):
+        if "\x00" in raw_id or clean_text(raw_id) != raw_id:
+            raise FieldError(f"{where}: 'id' must be valid Unicode text without NUL characters", "id")
+        doc_id = raw_id
+    elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        doc_id = str(raw_id)
+    else:
+        raise FieldError(f"{where}: 'id' must be a string or an integer, not {_kind(raw_id)}", "id")
+    key = "time" if obj.get("time") else "published_at"
+    when = obj.get(key)
+    if when is not None and not isinstance(when, str):
+        raise FieldError(f"{where}: {key!r} must be an ISO date or time string, not {_kind(when)}", key)
+    try:
+        published = parse_time(when) if when else default_time
+    except InputError as e:
+        raise FieldError(f"{where}: {key!r}: {e}", key) from None
+    src = fields["source"] or source
+    return Document(
+        id=doc_id or f"{src}:{content_hash(body)[:16]}",
+        text=body, source=src, url=fields["url"], author=fields["author"], title=fields["title"],
+        published_at=published,
+        meta={k: v for k, v in obj.items() if k not in _KNOWN},
+    )
+
+
+def _kind(v: Any) -> str:
+    """The JSON name of a value's type, for error messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"

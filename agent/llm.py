@@ -61,6 +61,9 @@ class LlamaCppLLM:
     def _load(self) -> Any:
         from llama_cpp import Llama  # imported here: `knowd facts` etc. need no model
 
+        from agent.llama_log import route_llama_logs
+
+        route_llama_logs()  # llama.cpp's own log lines to the `llama_cpp` logger, not the terminal
         try:
             return Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=self.seed, verbose=False)
         except (ValueError, RuntimeError) as e:

@@ -3,13 +3,18 @@
 An event is a name plus fields (`log_event(log, "poll_failed", connector="x",
 error="...")`). With `log_format: json` each line is a JSON object
 `{"ts", "level", "event", ...fields}`, ready for `jq` or a log shipper; with
-`text` it reads `ts LEVEL event key=value ...`. Records from other libraries
-(`log.warning("...")`) become the event `log` with `logger` and `message`.
+`text` it reads `ts LEVEL event key=value ...` (on a terminal the level is
+coloured, unless $NO_COLOR is set, and a traceback follows on its own lines).
+`auto`, the default, is `text` when the log goes to a terminal (someone runs
+`knowd run` by hand) and `json` otherwise (systemd's journal, a pipe, a file).
+Records from other libraries (`log.warning("...")`) become the event `log` with
+`logger` and `message`.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -54,24 +59,60 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+_COLORS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "1;31", "CRITICAL": "1;31"}  # SGR codes
+
+
 class TextFormatter(logging.Formatter):
-    """`ts LEVEL event key=value ...`; values with spaces are JSON-quoted."""
+    """`ts LEVEL event key=value ...`; values with spaces are JSON-quoted. `color`: the
+    level in ANSI colour and the time dimmed (for a terminal). A traceback (the
+    `exception` field) is printed as it is, on the lines after the event's."""
+
+    def __init__(self, color: bool = False):
+        super().__init__()
+        self.color = color
 
     def format(self, record: logging.LogRecord) -> str:
         event, fields = _record_fields(record)
-        parts = [_ts(record), f"{record.levelname:<7}", event]
+        trace = fields.pop("exception", None)
+        level = f"{record.levelname:<7}"
+        ts = _ts(record)
+        if self.color:
+            ts, level = f"\033[2m{ts}\033[0m", f"\033[{_COLORS.get(record.levelname, '0')}m{level}\033[0m"
+        parts = [ts, level, event]
         for k, v in fields.items():
             text = v if isinstance(v, str) else json.dumps(v, default=str)
             if not text or any(ch.isspace() or ch in "\"=" for ch in text):
                 text = json.dumps(text)
             parts.append(f"{k}={text}")
-        return " ".join(parts)
+        line = " ".join(parts)
+        return f"{line}\n{trace}" if trace else line
 
 
-def setup_logging(fmt: str = "json", level: str | int = "info", stream: IO[str] | None = None) -> logging.Handler:
-    """Route every logger to one structured handler on `stream` (stderr: journald picks it up)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+def is_terminal(stream: object) -> bool:
+    """Whether `stream` is a terminal (a closed or fd-less stream is not)."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def resolve_format(fmt: str, stream: object) -> str:
+    """`auto` -> `text` on a terminal, else `json`; `json` and `text` as they are."""
+    if fmt == "auto":
+        return "text" if is_terminal(stream) else "json"
+    return fmt
+
+
+def setup_logging(fmt: str = "auto", level: str | int = "info", stream: IO[str] | None = None) -> logging.Handler:
+    """Route every logger to one structured handler on `stream` (stderr: journald picks it up).
+    `fmt`: json, text, or auto (text on a terminal, json otherwise)."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    if resolve_format(fmt, stream) == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        color = is_terminal(stream) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        handler.setFormatter(TextFormatter(color=color))
     root = logging.getLogger()
     for h in list(root.handlers):  # the CLI's basicConfig handler would print every line twice
         root.removeHandler(h)

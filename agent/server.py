@@ -3,6 +3,9 @@
     POST /v1/chat/completions         OpenAI chat (stream true: SSE chunks, then `data: [DONE]`);
                                       extension fields: `as_of` (a date/period) in the body,
                                       `retrieval: false` (closed book: the model's weights alone)
+    POST /v1/documents                push ingest: one document object or an array of them
+                                      (the JSONL schema of `knowd ingest`), written to the
+                                      durable inbox before the 202; the daemon ingests them
     GET  /v1/models, /v1/models/{id}  the served model, with the live LoRA adapter
     GET  /v1/facts?query=&as_of=&all= facts true now / at a time / all, optionally by relevance
     GET  /v1/facts/{id}[/history]     one fact and its true/false history with sources
@@ -12,7 +15,8 @@
 Security: the server listens on 127.0.0.1 unless told otherwise; any other address
 needs a bearer token (server.token, or the variable named by server.token_env),
 and once a token is configured every request must carry it. Errors are OpenAI-style
-JSON (`{"error": {"message", "type", "param", "code"}}`) with a 4xx status.
+JSON (`{"error": {"message", "type", "param", "code"}}`) with a 4xx status; no input
+gives a 500 (JSON bodies are read by `parse_json_body`: bounded depth, clean text).
 
 Model use is serialised on one worker thread: the LLM is not thread-safe, and the
 llama backend's lock must be released by the thread that took it, which a streaming
@@ -44,10 +48,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.config import Config, ServerConfig
 from agent.errors import BackendError, KnowdError
+from agent.inputs import FieldError, clean_text, document_from_object
+from agent.logging_setup import log_event
 from graphs.chat import ChatAgent, ChatError, ChatResult, Turn, UsedFact, citation_lines
 from graphs.time_intent import TimeIntent, parse_when
-from stores.sqlite import fmt_time
-from stores.types import Fact, utcnow
+from stores.sqlite import Store, fmt_time
+from stores.types import Document, Fact, utcnow
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -202,7 +208,102 @@ def parse_chat_request(body: Any, served: str) -> ChatRequest:
     return ChatRequest(model, pending, turns, stream, bool(opts.get("include_usage")), mt, as_of, retrieval)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+MAX_JSON_DEPTH = 64  # arrays/objects inside each other; no body of this API needs a tenth of it
+
+
+def parse_json_body(raw: bytes, *, clean: bool = True) -> Any:
+    """A request body as JSON, or ApiError 400; with `clean`, every string in it (keys too)
+    passed through `clean_text`.
+
+    * Malformed JSON, a body that is not UTF-8 (or UTF-16/32), an integer past Python's
+      4300-digit limit: 400 "not valid JSON".
+    * Nesting: deeper than MAX_JSON_DEPTH levels is 400. Python's parser recurses per
+      level, so `[[[[...` 100,000 deep raised RecursionError (a 500); the depth is checked
+      again after parsing, iteratively, because a body just under the parser's limit would
+      overflow later recursive code (`json.dumps` of a document's `meta`, pydantic).
+    * NUL characters and lone surrogates (`"\\u0000\\ud800 Who?"`: valid JSON escapes) are
+      sanitised, not refused: NULs are dropped and each lone surrogate becomes U+FFFD,
+      and the request is answered normally. No consumer of the text can take them (SQLite,
+      the MiniLM tokeniser, which raised TypeError, a 500; llama.cpp's UTF-8 tokeniser),
+      yet they carry no meaning a client could want kept: a question pasted with a stray
+      control byte is still the question. Refusing them would fail whole requests (or
+      whole document batches) over one invisible character. `POST /v1/documents` reads
+      its body with `clean=False`: `document_from_object` cleans each text field itself
+      and refuses (422) such an id rather than change it, since two ids could become one.
+    """
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, f"request body is nested more than {MAX_JSON_DEPTH} levels deep", code="too_deep") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits limit
+        raise ApiError(400, f"request body is not valid JSON: {e}") from None
+    if isinstance(body, str):
+        return clean_text(body) if clean else body
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"request body is nested more than {MAX_JSON_DEPTH} levels deep", code="too_deep")
+        if isinstance(node, dict):
+            if clean and any(clean_text(k) != k for k in node):
+                items = [(clean_text(k), v) for k, v in node.items()]
+                node.clear()
+                node.update(items)
+            keys: Any = list(node)
+        elif isinstance(node, list):
+            keys = range(len(node))
+        else:
+            continue
+        for k in keys:
+            v = node[k]
+            if isinstance(v, str):
+                if clean:
+                    node[k] = clean_text(v)
+            elif isinstance(v, (dict, list)):
+                stack.append((v, depth + 1))
+    return body
+
+
+def parse_documents(body: Any, max_document_bytes: int) -> list[Document]:
+    """The documents of a `POST /v1/documents` body: one document object or a non-empty
+    array of them, each read by `agent.inputs.document_from_object` (the JSONL schema of
+    `knowd ingest`). All are checked before any is queued. 422 names the bad field
+    (`documents[3].title`); a text over `ingest.max_document_bytes` is 413."""
+    single = isinstance(body, dict)
+    items = [body] if single else body
+    if not isinstance(items, list):
+        raise ApiError(422, "request body must be a document object or an array of document objects",
+                       code="invalid_document")
+    if not items:
+        raise ApiError(422, "request body is an empty array: no documents", code="invalid_document")
+    docs = []
+    for i, obj in enumerate(items):
+        where = "document" if single else f"documents[{i}]"
+        try:
+            doc = document_from_object(obj, where, source="api")
+        except FieldError as e:
+            raise ApiError(422, str(e), code="invalid_document", param=f"{where}.{e.field}" if e.field else where) from None
+        if doc is None:  # a benchmark stream's question line: not something to post
+            raise ApiError(422, f'{where}: \'type\' must be "document" (only documents can be posted)',
+                           code="invalid_document", param=f"{where}.type")
+        size = len(doc.text.encode("utf-8"))
+        if size > max_document_bytes:
+            raise ApiError(413, f"{where}: text of {size:,} bytes is over the {max_document_bytes:,}-byte limit "
+                           "(ingest.max_document_bytes); split it", code="document_too_large", param=f"{where}.text")
+        docs.append(doc)
+    return docs
+
+
+def enqueue_documents(store: Store, docs: list[Document]) -> list[bool]:
+    """Write `docs` to the durable inbox in one transaction, committed (synchronous=FULL)
+    before this returns; per document, whether it was new. The inbox is unique on
+    (id, content hash): the same document again is a duplicate and not queued; the same
+    id with another title or text is a new version, queued like an edited feed entry."""
+    with store.transaction() as c:
+        return [store.enqueue(c, d, "api") for d in docs]
+
+
+async def _read_body(request: Request, limit: int, key: str = "server.max_request_bytes") -> bytes:
     """The request body, or 413 past `limit` bytes. An oversized body is drained (up to a
     hard cap) rather than cut off, so the client reads a clean 413 instead of a reset."""
     declared = request.headers.get("content-length")
@@ -218,7 +319,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
             buf += chunk
             too_big = seen > limit
     if too_big:
-        raise ApiError(413, f"request body is over the {limit:,}-byte limit (server.max_request_bytes)", code="request_too_large")
+        raise ApiError(413, f"request body is over the {limit:,}-byte limit ({key})", code="request_too_large")
     return bytes(buf)
 
 
@@ -336,11 +437,7 @@ def create_app(app: App) -> FastAPI:
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         raw = await _read_body(request, scfg.max_request_bytes)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"request body is not valid JSON: {e}") from None
-        req = parse_chat_request(body, served)
+        req = parse_chat_request(parse_json_body(raw), served)
         default_time = _parse_as_of(req.as_of, utcnow())
         if len(req.question) > cfg.chat.max_question_chars:
             raise ApiError(400, f"question is over {cfg.chat.max_question_chars:,} characters (chat.max_question_chars)",
@@ -365,6 +462,19 @@ def create_app(app: App) -> FastAPI:
             _sse(app, agent, worker, req, ask, cid, created, served, scfg.append_sources),
             media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @api.post("/v1/documents")
+    async def post_documents(request: Request) -> JSONResponse:
+        raw = await _read_body(request, scfg.max_documents_bytes, "server.max_documents_bytes")
+        docs = parse_documents(parse_json_body(raw, clean=False), cfg.ingest.max_document_bytes)
+        new = await asyncio.to_thread(enqueue_documents, app.store, docs)
+        queued = sum(new)
+        log_event(log, "documents_posted", documents=len(docs), queued=queued, duplicates=len(docs) - queued)
+        return JSONResponse({
+            "object": "list", "ids": [d.id for d in docs], "queued": queued, "duplicates": len(docs) - queued,
+            "data": [{"id": d.id, "status": "queued" if n else "duplicate", "content_hash": d.content_hash}
+                     for d, n in zip(docs, new)],
+        }, status_code=202)
 
     @api.get("/v1/facts")
     async def list_facts(query: str | None = None, as_of: str | None = None, all: bool = False, limit: int = 50) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the collection from the store (`knowd reindex`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,15 +98,24 @@ class FactIndex:
             store.clear_index_queue(ids)
             done += len(ids)
 
-    def rebuild(self, store: Store) -> int:
-        """Drop the collection and re-create it from the store."""
+    def rebuild(
+        self, store: Store, progress: Callable[[int, int], None] | None = None, batch: int = 256,
+    ) -> int:
+        """Drop the collection and re-create it from the store, `batch` facts at a time;
+        `progress(n, total)` is called with 0 first, then with each batch's size."""
         try:
             self._client.delete_collection(self.collection_name)
         except Exception:  # noqa: BLE001 - absent collection: nothing to drop
             pass
         self._col = self._open()
         facts = store.list_facts(current_only=False)
-        self.upsert(facts)
+        if progress is not None:
+            progress(0, len(facts))
+        for i in range(0, len(facts), batch):
+            part = facts[i : i + batch]
+            self.upsert(part)
+            if progress is not None:
+                progress(len(part), len(facts))
         store.clear_index_queue(store.pending_index(10**9))
         return len(facts)
 

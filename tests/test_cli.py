@@ -72,7 +72,9 @@ def test_consolidation_commands_call_the_trainer(app):
     r = run(app, "consolidate")
     assert r.exit_code == 0 and r.output.strip() == "skipped: no facts changed since the beginning"
     assert not (app.cfg.data_path / "models").exists()  # nothing to train: the model is never assembled
-    assert run(app, "adapters", "list").output.strip() == "no adapters yet"
+    listed = run(app, "adapters", "list").output.splitlines()
+    assert listed[0] == "no adapters yet" and "recent runs:" in listed  # the skipped run, and why
+    assert "skipped" in listed[-1] and "no facts changed" in listed[-1]
     assert "no adapter version 'v0042'" in one_error_line(run(app, "adapters", "use", "v0042"))
     assert "consolidation: unknown key 'learning_rat'" in one_error_line(run(app, "consolidate", "--set", "learning_rat=1"))
 
@@ -107,6 +109,18 @@ def test_bad_jsonl_line_names_the_line(app, tmp_path: Path):
     p = tmp_path / "docs.jsonl"
     p.write_text('{"id": "a", "text": "ok"}\n{oops\n')
     assert f"{p}:2: invalid JSON" in one_error_line(run(app, "ingest", str(p)))
+
+
+def test_jsonl_field_of_the_wrong_type_names_the_line_and_field(app, tmp_path: Path):
+    """The JSONL schema is read by agent.inputs.document_from_object, as POST /v1/documents is."""
+    p = tmp_path / "docs.jsonl"
+    p.write_text('{"id": "a", "text": "ok"}\n{"id": "b", "text": "ok", "title": 5}\n')
+    assert f"{p}:2: 'title' must be a string or null, not a number" in one_error_line(run(app, "ingest", str(p)))
+    p.write_text('{"id": "a", "text": "ok", "time": 1700000000}\n')
+    assert f"{p}:1: 'time' must be an ISO date or time string" in one_error_line(run(app, "ingest", str(p)))
+    p.write_text('[' * 5000 + ']' * 5000 + '\n')
+    assert f"{p}:1: invalid JSON" in one_error_line(run(app, "ingest", str(p)))
+    assert app.store.list_documents() == []
 
 
 def test_bad_time_option(app, tmp_path: Path):

@@ -25,7 +25,8 @@ def run(ctx: click.Context, once: bool, no_api: bool) -> None:
     """Run the daemon: poll connectors, ingest their documents, consolidate nightly.
 
     Stops gracefully on SIGTERM or Ctrl-C (a second one exits at once, also safely).
-    Logs one line per event on stderr (daemon.log_format: json or text).
+    Logs one line per event on stderr (daemon.log_format: auto, the default, is
+    readable text on a terminal and JSON lines otherwise; or json, text).
     """
     from agent.daemon import ServiceFactory, run_daemon
 

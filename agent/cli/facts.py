@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from agent.cli.context import fact_line, get_app
+from agent.cli.progress import Progress
 from agent.errors import InputError, KnowdError
 
 
@@ -44,7 +45,10 @@ def _as_of(value: str | None) -> datetime | None:
 @click.option("--force", is_flag=True, help="re-ingest documents already ingested")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: bool) -> None:
-    """Ingest text/Markdown files or a JSONL of documents (PATH or - for stdin)."""
+    """Ingest text/Markdown files or a JSONL of documents (PATH or - for stdin).
+
+    On a terminal, a progress bar (on stderr) follows a run of several documents.
+    """
     from agent.inputs import read_documents
     from graphs.ingest import ingest_document
 
@@ -64,16 +68,18 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: 
             except OSError as e:
                 raise InputError(f"{p}: {e.strerror}") from None
         docs += list(read_documents(data, name, max_bytes=app.cfg.ingest.max_document_bytes, time=t))
-    for doc in docs:
-        r = ingest_document(doc, app.ingest_context(), force=force)
-        if r.status == "failed":
-            failed += 1
-            click.echo(f"{doc.id}: failed: {r.error} (see: knowd ops --doc {doc.id})", err=True)
-        elif r.status == "skipped":
-            click.echo(f"{doc.id}: already ingested")
-        else:
-            changes = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
-            click.echo(f"{doc.id}: {changes or 'no changes'} ({r.calls} model calls, {r.llm_seconds:.1f}s)")
+    with Progress(len(docs), "ingest", "doc") as bar:
+        for doc in docs:
+            r = ingest_document(doc, app.ingest_context(), force=force)
+            if r.status == "failed":
+                failed += 1
+                bar.echo(f"{doc.id}: failed: {r.error} (see: knowd ops --doc {doc.id})", err=True)
+            elif r.status == "skipped":
+                bar.echo(f"{doc.id}: already ingested")
+            else:
+                changes = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
+                bar.echo(f"{doc.id}: {changes or 'no changes'} ({r.calls} model calls, {r.llm_seconds:.1f}s)")
+            bar.update()
     if failed:
         ctx.exit(1)
 
@@ -160,9 +166,16 @@ def revert(ctx: click.Context, doc_id: str) -> None:
 @click.command()
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
-    """Rebuild the vector index from the fact store."""
+    """Rebuild the vector index from the fact store (a progress bar on a terminal)."""
     app = get_app(ctx)
-    n = app.index.rebuild(app.store)
+    with Progress(None, "reindex", "fact") as bar:
+
+        def progress(done: int, total: int) -> None:
+            if done == 0:
+                bar.set_total(total)
+            bar.update(done)
+
+        n = app.index.rebuild(app.store, progress=progress)
     click.echo(f"indexed {n} facts")
 
 
