@@ -30,9 +30,14 @@ def build_index(cfg: Config, embedder: Embedder) -> FactIndex:
 class App:
     def __init__(
         self, cfg: Config, *, llm: LLM | None = None, embedder: Embedder | None = None,
-        index: FactIndex | None = None,
+        index: FactIndex | None = None, config_path: Any = None,
     ):
         self.cfg = cfg
+        # the config.yaml `cfg` was read from (None: built in code); the console writes connectors to it
+        self.config_path = config_path
+        # the Daemon running over this App in this process, if any (set by Daemon.start):
+        # the console asks it to reload connectors and to look at a retried document at once
+        self.daemon: Any = None
         self._lock = threading.Lock()
         self._names: Any = None  # graphs.names.NameIndex, built on the first ingest
         # injected components (tests, benchmarks) win over the configured ones

@@ -56,6 +56,12 @@ class LLMConfig(_Section):
     )
     openai: OpenAIServer = Field(default_factory=OpenAIServer)
 
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        """YAML reads a bare `off` (and `no`) as false: `adapter: off` means "off"."""
+        return "off" if v is False else v
+
 
 class EmbeddingsConfig(_Section):
     model: str = Field("bundled", description="'bundled' (all-MiniLM-L6-v2) or a sentence-transformers dir")

@@ -59,8 +59,21 @@ log = logging.getLogger("knowd.daemon")
 
 ROOT = Path(__file__).resolve().parent.parent
 IDLE_WAIT_S = 1.0  # an idle worker looks for due retries this often (new items wake it at once)
+CONFIG_WATCH_S = 2.0  # config.yaml is checked for changes this often (connectors are reloaded)
+RELOAD_HEADROOM = 16  # poll threads kept free for connectors added while the daemon runs
+PAUSED_KEY = "connector.paused:"  # meta key prefix: a connector paused from the review console
 LOCK_NAME = "daemon.lock"
 PATH_OPTIONS = ("path", "url")  # connector options that may be file paths relative to config.yaml
+
+
+def is_paused(store: Any, name: str) -> bool:
+    """Whether connector `name` is paused (the console's Pause; kept in the store's meta)."""
+    return bool(store.meta_get(PAUSED_KEY + name))
+
+
+def set_paused(store: Any, name: str, paused: bool) -> None:
+    """Pause or resume connector `name`; a running daemon skips its polls while paused."""
+    store.meta_set(PAUSED_KEY + name, "1" if paused else "")
 
 
 class DaemonError(KnowdError):
@@ -228,6 +241,8 @@ class Daemon:
         self._ingest_streak_logged = False  # whether this run of failures was reported
         self._started = False
         self._stopped = False
+        self._reload_lock = threading.RLock()
+        self._config_stamp: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -252,6 +267,9 @@ class Daemon:
             raise DaemonError("daemon already started")
         self._take_lock()
         self._started = True  # from here on, stop() has something to undo
+        if self.config_path is None and getattr(self.app, "config_path", None):
+            self.config_path = Path(self.app.config_path).resolve()
+        self.app.daemon = self  # the review console (agent/console.py) reloads connectors through it
         store = self.app.store  # built here, in one thread, before any other thread uses it
         store.meta_set("daemon.pid", str(os.getpid()))
         store.meta_set("daemon.started_at", fmt_time(utcnow()) or "")
@@ -297,6 +315,8 @@ class Daemon:
             except Exception as e:  # the store may be what failed; the lock still goes
                 log_event(log, "status_write_failed", logging.WARNING, error=one_line(e))
         self._release_lock()
+        if getattr(self.app, "daemon", None) is self:
+            self.app.daemon = None
         clean = worker_done and self._inflight == 0
         log_event(log, "daemon_stopped", clean=clean, worker_done=worker_done, polls_in_flight=self._inflight)
         return clean
@@ -325,8 +345,8 @@ class Daemon:
             self._setup()
             t0 = time.monotonic()
             queued = 0
-            for src in self.sources.values():
-                if src.connector is not None and not self._stop_requested.is_set():
+            for src in list(self.sources.values()):
+                if src.connector is not None and not self._stop_requested.is_set() and not is_paused(self.app.store, src.name):
                     queued += self.poll(src.name)
             t1 = time.monotonic()
             processed = 0
@@ -400,30 +420,112 @@ class Daemon:
     # ------------------------------------------------------------------ connectors and polls
     def _build_sources(self) -> None:
         """Build every enabled connector; one that cannot be built is reported, not fatal."""
-        store = self.app.store
-        persisted = store.connector_statuses()
+        persisted = self.app.store.connector_statuses()
         now = utcnow()
+        self._config_stamp = self._stamp()
         for cc in self.cfg.connectors:
-            if not cc.enabled:
-                continue
-            try:
-                connector: Connector | None = build_connector(cc.kind, cc.name, resolve_options(self.cfg, cc))
-                error = None
-            except ConnectorError as e:
-                connector, error = None, one_line(e)
-            prev = persisted.get(cc.name, {})
-            src = _Source(
-                cc, connector, now, polls=prev.get("polls") or 0, items_seen=prev.get("items_seen") or 0,
-                items_new=prev.get("items_new") or 0,
+            if cc.enabled:
+                self._build_source(cc, persisted, now)
+
+    def _build_source(self, cc: ConnectorConfig, persisted: dict[str, dict[str, Any]], now: datetime) -> _Source:
+        store = self.app.store
+        try:
+            connector: Connector | None = build_connector(cc.kind, cc.name, resolve_options(self.cfg, cc))
+            error = None
+        except ConnectorError as e:
+            connector, error = None, one_line(e)
+        prev = persisted.get(cc.name, {})
+        src = _Source(
+            cc, connector, now, polls=prev.get("polls") or 0, items_seen=prev.get("items_seen") or 0,
+            items_new=prev.get("items_new") or 0,
+        )
+        self.sources[cc.name] = src
+        if error is not None:
+            log_event(log, "connector_invalid", logging.ERROR, connector=cc.name, kind=cc.kind, error=error)
+            store.set_connector_status(
+                cc.name, kind=cc.kind, last_error=error, last_error_at=now, next_poll_at=None,
             )
-            self.sources[cc.name] = src
-            if error is not None:
-                log_event(log, "connector_invalid", logging.ERROR, connector=cc.name, kind=cc.kind, error=error)
-                store.set_connector_status(
-                    cc.name, kind=cc.kind, last_error=error, last_error_at=now, next_poll_at=None,
-                )
-            else:
-                store.set_connector_status(cc.name, kind=cc.kind, next_poll_at=now)
+        else:
+            store.set_connector_status(cc.name, kind=cc.kind, next_poll_at=now)
+        return src
+
+    def _add_poll_job(self, src: _Source) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self._scheduler.add_job(
+            self._poll_job, IntervalTrigger(seconds=src.interval, start_date=src.started),
+            args=[src.name], id=f"poll:{src.name}", name=f"poll {src.name}", next_run_time=src.started,
+            replace_existing=True,
+        )
+
+    def _stamp(self) -> tuple[int, int] | None:
+        """config.yaml's (mtime, size), to notice an edit (`knowd connectors add`, the console)."""
+        if self.config_path is None:
+            return None
+        try:
+            st = self.config_path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload_connectors(self) -> dict[str, list[str]]:
+        """Re-read config.yaml and apply its `connectors:` list without a restart: a new (or
+        re-enabled) connector is built and polled at once, a removed or disabled one stops
+        being polled, a changed one is rebuilt. Other sections of the file still need a
+        restart. Raises ConfigError (nothing changes) if the file does not validate, and
+        DaemonError if the daemon was started without a config file."""
+        from agent.config import load_config
+
+        if self.config_path is None:
+            raise DaemonError("this daemon was started without a config file: restart it to pick up connectors")
+        with self._reload_lock:
+            stamp = self._stamp()
+            new = load_config(self.config_path)
+            self._config_stamp = stamp
+            wanted = {cc.name: cc for cc in new.connectors if cc.enabled}
+            added: list[str] = []
+            removed: list[str] = []
+            changed: list[str] = []
+            for name, src in list(self.sources.items()):
+                cc = wanted.get(name)
+                if cc is not None and cc.model_dump() == src.cc.model_dump():
+                    continue
+                (removed if cc is None else changed).append(name)
+                del self.sources[name]
+                if self._scheduler is not None:
+                    try:
+                        self._scheduler.remove_job(f"poll:{name}")
+                    except Exception:  # JobLookupError: it could not be built, so it had no job
+                        pass
+            self.cfg.connectors = new.connectors  # what `knowd status` and the console list
+            persisted = self.app.store.connector_statuses()
+            now = utcnow()
+            for name, cc in wanted.items():
+                if name in self.sources:
+                    continue
+                if name not in changed:
+                    added.append(name)
+                src = self._build_source(cc, persisted, now)
+                if self._scheduler is not None and src.connector is not None and not self._stopping.is_set():
+                    self._add_poll_job(src)
+            if added or removed or changed:
+                log_event(log, "connectors_reloaded", added=added, removed=removed, changed=changed)
+            return {"added": added, "removed": removed, "changed": changed}
+
+    def _watch_config(self) -> None:
+        """Scheduler job: reload the connectors when config.yaml changed on disk."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._config_stamp or self._stopping.is_set():
+            return
+        try:
+            self.reload_connectors()
+        except KnowdError as e:
+            self._config_stamp = stamp  # reported once per edit, not every few seconds
+            log_event(log, "config_reload_failed", logging.WARNING, error=one_line(e))
+
+    def wake(self) -> None:
+        """Make the worker look at the inbox now (a document queued or retried from outside)."""
+        self._wake.set()
 
     def _start_scheduler(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -433,15 +535,17 @@ class Daemon:
 
         logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped overlapping polls are expected
         live = [s for s in self.sources.values() if s.connector is not None]
-        # One thread per connector: a hung source ties up only its own thread.
+        # One thread per connector: a hung source ties up only its own thread (threads are
+        # started on demand; the headroom is for connectors added while the daemon runs).
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=len(live) + 2)},
+            executors={"default": ThreadPoolExecutor(max_workers=len(live) + 3 + RELOAD_HEADROOM)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         for src in live:
+            self._add_poll_job(src)
+        if self.config_path is not None:
             self._scheduler.add_job(
-                self._poll_job, IntervalTrigger(seconds=src.interval, start_date=src.started),
-                args=[src.name], id=f"poll:{src.name}", name=f"poll {src.name}", next_run_time=src.started,
+                self._watch_config, IntervalTrigger(seconds=CONFIG_WATCH_S), id="watch-config", name="watch config",
             )
         at = self.cfg.daemon.consolidate_at
         if at:
@@ -452,8 +556,10 @@ class Daemon:
         self._scheduler.start()
 
     def _poll_job(self, name: str) -> None:
-        src = self.sources[name]
-        if self._stopping.is_set():
+        src = self.sources.get(name)
+        if src is None or self._stopping.is_set():
+            return  # removed by a reload just as its tick fired
+        if is_paused(self.app.store, name):
             return
         # Backoff skips ticks; half an interval of slack so a tick firing a few ms
         # before the computed time is not skipped too.
@@ -464,8 +570,8 @@ class Daemon:
     def poll(self, name: str) -> int:
         """Poll one connector now and queue what it returned; returns the number of new inbox
         items. Errors are recorded and logged, never raised: one source never stops another."""
-        src = self.sources[name]
-        if src.connector is None or not src.lock.acquire(blocking=False):
+        src = self.sources.get(name)
+        if src is None or src.connector is None or not src.lock.acquire(blocking=False):
             return 0
         with self._inflight_cv:
             self._inflight += 1
@@ -704,6 +810,7 @@ def collect_status(app: App) -> dict[str, Any]:
         row = rows.get(cc.name, {})
         connectors.append({
             "name": cc.name, "kind": cc.kind, "enabled": cc.enabled, "interval_s": cc.interval_s,
+            "paused": is_paused(store, cc.name),
             **{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in row.items() if k not in ("kind",)},
         })
     return {

@@ -80,12 +80,30 @@ class TextFormatter(logging.Formatter):
             ts, level = f"\033[2m{ts}\033[0m", f"\033[{_COLORS.get(record.levelname, '0')}m{level}\033[0m"
         parts = [ts, level, event]
         for k, v in fields.items():
-            text = v if isinstance(v, str) else json.dumps(v, default=str)
-            if not text or any(ch.isspace() or ch in "\"=" for ch in text):
-                text = json.dumps(text)
-            parts.append(f"{k}={text}")
+            parts.append(f"{k}={_text_value(v)}")
         line = " ".join(parts)
         return f"{line}\n{trace}" if trace else line
+
+
+def _plain(x: object) -> bool:
+    """A scalar that reads unambiguously inside `k:v,k:v`."""
+    if isinstance(x, str):
+        return bool(x) and not any(c.isspace() or c in ',:"=' for c in x)
+    return isinstance(x, (int, float, bool))
+
+
+def _text_value(v: object) -> str:
+    """A field's value for a person: a string as it is (JSON-quoted when it holds spaces,
+    quotes or '='), a flat dict of plain values as `k:v,k:v` (`changes=extract:3,make_false:1`),
+    a list of plain values as `a,b`, anything else as compact JSON."""
+    if isinstance(v, dict) and v and all(isinstance(k, str) and _plain(k) and _plain(x) for k, x in v.items()):
+        return ",".join(f"{k}:{x}" for k, x in v.items())
+    if isinstance(v, list) and v and all(_plain(x) for x in v):
+        return ",".join(str(x) for x in v)
+    text = v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
+    if not text or any(ch.isspace() or ch in "\"=" for ch in text):
+        text = json.dumps(text)
+    return text
 
 
 def is_terminal(stream: object) -> bool:

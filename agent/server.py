@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.config import Config, ServerConfig
+from agent.console import build_console
 from agent.errors import BackendError, KnowdError
 from agent.inputs import FieldError, clean_text, document_from_object
 from agent.logging_setup import log_event
@@ -399,6 +400,10 @@ def create_app(app: App) -> FastAPI:
     api = FastAPI(title="knowd", version="0.1.0", dependencies=[Depends(auth)], docs_url=None, redoc_url=None, openapi_url=None)
     api.state.worker = worker
     api.state.agent = agent
+    # the review console (HTML pages, its own login and CSRF checks): agent/console.py
+    api.mount("/console", build_console(app, worker=worker, agent=agent, token=token))
+    from agent.mcp_server import Backend, mount_mcp  # MCP over streamable HTTP at /mcp (docs/mcp.md)
+    mount_mcp(api, Backend(app, agent, worker.run, parse_documents, enqueue_documents, ApiError), token)
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:

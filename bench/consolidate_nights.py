@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--nights", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-chat", action="store_true", help="skip the closed-book chat check")
+    ap.add_argument("--chat-only", action="store_true", help="only the chat check, on --data-dir's nights (nights.json kept)")
     args = ap.parse_args()
 
     from agent.models import ensure_gguf
@@ -132,10 +133,17 @@ def main() -> int:
         (dd / "models").symlink_to(Path(args.models_from).resolve() / "models")
     store = Store(dd / "knowd.sqlite")
     cfg = TrainerConfig.from_dict(parse_sets(args.set))
-    night1 = [d["text"] for d in lines if d.get("night") == 1 and d.get("truth", True)]
+    # night-1 facts still true at the end: their retention across nights (the one made
+    # false on night 2 is measured as "asserted" instead)
+    retracted = {d["text"] for d in lines if not d.get("truth", True)}
+    night1 = [d["text"] for d in lines if d.get("night") == 1 and d.get("truth", True) and d["text"] not in retracted]
     summary: list[dict[str, Any]] = []
     last_run: Path | None = None
-    for night in range(1, args.nights + 1):
+    if args.chat_only:  # the nights ran before: their summary, the last run
+        prev = json.loads((dd / "nights.json").read_text()) if (dd / "nights.json").is_file() else {}
+        summary = prev.get("nights") or [{"status": "shipped"}]
+        last_run = sorted((dd / "consolidation" / "runs").iterdir())[-1]
+    for night in range(1, 0 if args.chat_only else args.nights + 1):
         add_night(store, [d for d in lines if d.get("night") == night], docs)
         t0 = time.monotonic()
         res = consolidate(cfg, store, dd, progress=False, base_gguf=lambda: ensure_gguf(dd))
@@ -161,6 +169,8 @@ def main() -> int:
         print(json.dumps(row), flush=True)
 
     out: dict[str, Any] = {"nights": summary}
+    if args.chat_only:
+        out.update({k: v for k, v in prev.items() if k not in ("nights", "chat")})
     if summary and summary[0]["night1_efficacy"] and summary[-1]["night1_efficacy"] is not None:
         out["night1_retention_ratio"] = summary[-1]["night1_efficacy"] / summary[0]["night1_efficacy"]
 

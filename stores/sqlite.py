@@ -306,6 +306,10 @@ class Store:
             facts = [f for f in facts if f.truth_at(as_of) is True]
         return facts[:limit] if limit else facts
 
+    def facts_superseding(self, fact_id: str) -> list[Fact]:
+        """The facts that replaced `fact_id` (their `supersedes` names it)."""
+        return self._facts_from_rows(self._q("SELECT * FROM facts WHERE supersedes=? ORDER BY created_at", (fact_id,)))
+
     def count_facts(self) -> dict[str, int]:
         facts = self.list_facts(current_only=False)
         cur = sum(1 for f in facts if f.is_current)
@@ -615,6 +619,25 @@ class Store:
             (status, limit),
         )
         return [dict(r) for r in rows]
+
+    def inbox_item(self, item_id: int) -> dict[str, Any] | None:
+        """One inbox row without its payload, or None."""
+        rows = self._q(
+            """SELECT id, doc_id, connector, status, attempts, next_attempt_at, error, created_at, finished_at
+               FROM inbox WHERE id=?""",
+            (item_id,),
+        )
+        return dict(rows[0]) if rows else None
+
+    def retry_inbox_item(self, item_id: int) -> bool:
+        """Queue a failed inbox item again now (the review console's Retry). Its attempts and
+        last error are kept; the worker takes it like any queued item. False if the item
+        does not exist or is not failed."""
+        with self.transaction() as c:
+            n = c.execute(
+                "UPDATE inbox SET status='queued', next_attempt_at=NULL WHERE id=? AND status='failed'", (item_id,)
+            ).rowcount
+        return n == 1
 
     # ------------------------------------------------------------------ connector status
     _STATUS_COLUMNS = (

@@ -1,6 +1,8 @@
 """Small helpers shared by tests (not fixtures)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,3 +33,25 @@ def snapshot(store) -> dict[str, Any]:  # noqa: ANN001
         ),
         "operations": sorted((r["doc_id"], r["fact_id"] or "", r["op"]) for r in q("SELECT * FROM operations")),
     }
+
+
+@contextmanager
+def daemon_serving_api(app: Any) -> Iterator[str]:
+    """A running Daemon with the HTTP API as one of its services (consolidation off);
+    yields the API's URL and stops the daemon (asserting a clean stop) on the way out."""
+    from agent.daemon import Daemon
+    from agent.server import start_server
+
+    app.cfg.daemon.consolidate_at = None
+    handles: list[Any] = []
+
+    def api(a: Any) -> Any:
+        handles.append(start_server(a, "127.0.0.1", 0))
+        return handles[-1]
+
+    daemon = Daemon(app, extra_services=[api])
+    daemon.start()
+    try:
+        yield handles[0].url
+    finally:
+        assert daemon.stop()

@@ -1,5 +1,6 @@
 """No input gives a 500: hypothesis posts random JSON, random bytes, deeply nested bodies
-and strings with any code point (NUL, lone surrogates) to every endpoint of the HTTP API,
+and strings with any code point (NUL, lone surrogates) to every endpoint of the HTTP API
+(the review console's pages and forms, and MCP at /mcp, included),
 and asserts a status below 500 (and no `server_error` inside a 200 event stream), and that
 the server still answers a normal request afterwards.
 
@@ -218,3 +219,62 @@ def test_the_issues_bodies_with_the_bundled_embedder(cfg, fake_llm):
     finally:
         h.stop()
         app.close()
+
+
+# ----------------------------------------------------------------------------- console and MCP
+CONSOLE_GETS = st.one_of(
+    st.builds(lambda q, a, al: f"/console/facts?q={segment(q)}&as_of={segment(a)}&all={segment(al)}", TEXT, TEXT, TEXT),
+    st.builds(lambda i: f"/console/facts/{segment(i)}", TEXT.filter(bool)),
+    st.builds(lambda i: f"/console/document?id={segment(i)}", TEXT),
+    st.builds(lambda i: f"/console/consolidation/runs/{segment(i)}/", TEXT.filter(bool)),
+    st.builds(lambda i, n: f"/console/consolidation/runs/{segment(i)}/{segment(n)}", TEXT.filter(bool), TEXT.filter(bool)),
+    st.sampled_from(["/console/", "/console/documents", "/console/connectors", "/console/consolidation", "/console/chat"]),
+)
+FORM = st.dictionaries(st.sampled_from(["id", "doc_id", "q", "question", "version", "name", "kind", "url", "csrf", "as_of"]),
+                       TEXT, max_size=4)
+CONSOLE_POSTS = st.sampled_from(["/console/document/revert", "/console/inbox/retry", "/console/connectors/add",
+                                 "/console/connectors/test", "/console/connectors/pause", "/console/consolidation/ship",
+                                 "/console/consolidation/rollback", "/console/chat", "/console/chat/forget", "/console/login"])
+
+
+def test_console_pages_and_forms(url):
+    """The review console: random paths, queries and form posts (no CSRF token, a wrong
+    one, random fields) answer below 500; pages are HTML, so only the status is checked."""
+
+    @FUZZ
+    @given(CONSOLE_GETS, CONSOLE_POSTS, FORM | st.binary(max_size=64))
+    def prop(path: str, post: str, form: dict[str, str] | bytes) -> None:
+        r = httpx.get(url + path, timeout=20)
+        assert r.status_code < 500, (path, r.text[:300])
+        if isinstance(form, bytes):
+            r = httpx.post(url + post, content=form, timeout=20, headers={"content-type": "application/x-www-form-urlencoded"})
+        else:
+            enc = {k: v.encode("utf-8", "surrogatepass") for k, v in form.items()}
+            r = httpx.post(url + post, data=enc, timeout=20, headers={"origin": url})
+        assert r.status_code < 500, (post, r.text[:300])
+
+    prop()
+    still_serving(url)
+
+
+JSONRPC = st.fixed_dictionaries(
+    {"jsonrpc": field(st.just("2.0")), "id": field(st.integers(0, 9)),
+     "method": field(st.sampled_from(["initialize", "tools/list", "tools/call", "ping", "nothing"]))},
+    optional={"params": field(st.fixed_dictionaries({"name": field(st.sampled_from(
+        ["search_facts", "fact_history", "ask", "add_document", "nope"])), "arguments": JSON}))},
+)
+
+
+def test_mcp_endpoint(url):
+    """Streamable HTTP MCP at /mcp: random JSON-RPC (any tool, any arguments), any JSON,
+    deep nesting, random bytes: never a 500."""
+
+    @FUZZ
+    @given(body(JSONRPC, JSONRPC | st.lists(JSONRPC, max_size=3)))
+    def prop(content: bytes) -> None:
+        r = httpx.post(url + "/mcp", content=content, timeout=20,
+                       headers={"content-type": "application/json", "accept": "application/json, text/event-stream"})
+        assert r.status_code < 500, r.text[:500]
+
+    prop()
+    still_serving(url)

@@ -46,6 +46,18 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, yaml_text: str, e
     assert expected in line and str(p) in line
 
 
+def test_yaml_off_is_the_adapter_setting_off(tmp_path: Path):
+    """`llm.adapter: off` unquoted is YAML's false: it means off, not a type error."""
+    from agent.config import load_config
+
+    p = tmp_path / "config.yaml"
+    p.write_text("llm:\n  adapter: off\n")
+    assert load_config(p).llm.adapter == "off"
+    p.write_text("llm:\n  adapter: on\n")  # true: which of routed/always is not for us to guess
+    r = CliRunner().invoke(cli, ["--config", str(p), "facts"])
+    assert r.exit_code == 2 and "llm.adapter: " in one_error_line(r)
+
+
 def test_missing_config_file(tmp_path: Path):
     r = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.yaml"), "facts"])
     assert "config file not found" in one_error_line(r)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from agent.server import start_server
+from tests.helpers import daemon_serving_api
 from tests.test_daemon_process import db_counts, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,20 +169,8 @@ def test_writes_need_the_token_once_one_is_set(app):
 # ----------------------------------------------------------------------------- with the daemon
 @pytest.mark.slow
 def test_100_documents_posted_while_the_daemon_runs_are_each_ingested_once(app, fake_llm):
-    from agent.daemon import Daemon
-
     fake_llm.responder = extract_hires
-    app.cfg.daemon.consolidate_at = None
-    handles = []
-
-    def api(a):  # noqa: ANN001, ANN202
-        handles.append(start_server(a, "127.0.0.1", 0))
-        return handles[-1]
-
-    daemon = Daemon(app, extra_services=[api])
-    daemon.start()
-    try:
-        url = handles[0].url
+    with daemon_serving_api(app) as url:
         batch = [hire(i) for i in range(100)]
         r = post(url, batch[:60])
         assert r.status_code == 202 and r.json()["queued"] == 60
@@ -191,8 +180,6 @@ def test_100_documents_posted_while_the_daemon_runs_are_each_ingested_once(app, 
         wait_for("all 100 ingested", lambda: app.store.inbox_counts() == {"done": 100}, None, timeout=60)
         assert post(url, batch).json()["duplicates"] == 100  # and after it
         time.sleep(1.5)  # a wrongly re-queued document would be picked up by now
-    finally:
-        assert daemon.stop()
     q = app.store._q
     assert q("SELECT count(*), count(DISTINCT doc_id) FROM inbox")[0][:] == (100, 100)
     assert app.store.inbox_counts() == {"done": 100}

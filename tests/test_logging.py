@@ -119,3 +119,13 @@ def test_knowd_run_on_a_terminal_logs_text_lines(tmp_path: Path):
     assert [line.split()[2] for line in lines] == ["daemon_stopping", "daemon_stopped", "run_once_done"], lines
     assert all(TEXT_LINE.match(line) for line in lines), lines
     assert "clean=true" in lines[1] and not any(line.startswith("{") for line in lines)
+
+
+def test_text_lines_show_counts_and_lists_as_a_person_reads_them():
+    from agent.logging_setup import _text_value
+
+    assert _text_value({"extract": 3, "make_false": 1}) == "extract:3,make_false:1"  # not {\"extract\": 3, ...}
+    assert _text_value(["sample-news", "sample-chats"]) == "sample-news,sample-chats"
+    assert _text_value("no spaces") == '"no spaces"' and _text_value("plain") == "plain"
+    assert _text_value({"a b": 1}) == '"{\\"a b\\":1}"'  # not flat-safe: JSON, quoted
+    assert _text_value(None) == "null" and _text_value("") == '""'

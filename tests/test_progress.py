@@ -69,3 +69,32 @@ def test_rebuild_reports_progress_batch_by_batch(app):
     assert app.index.rebuild(app.store, progress=lambda n, total: calls.append((n, total)), batch=3) == 4
     assert calls == [(0, 4), (3, 4), (1, 4)]
     assert app.index.count() == 4 and app.index.query("CEO of Northwind", 1)
+
+
+def test_bench_progress_is_a_bar_per_system_and_phase_on_a_terminal(terminal, capsys):
+    from agent.cli.bench import BenchProgress
+
+    bar = BenchProgress()
+    assert bar.on_terminal
+    for k in range(1, 4):
+        bar(f"[knowd] doc {k}/3 d{k}: done (0 calls, 0.0s)")
+    bar("[knowd] consolidation 1/2 at 2024-01-01: shipped")  # not a step: printed as it is
+    for k in range(1, 3):
+        bar(f"[knowd] question {k}/2: right (0.1s)")
+    bar.close()
+    drawn = terminal.getvalue()
+    assert "knowd docs" in drawn and "/3" in drawn and "knowd questions" in drawn and "/2" in drawn
+    err = capsys.readouterr().err
+    assert "d1: done" not in drawn and "d1: done" not in err  # steps are the bar only
+    assert err.splitlines() == ["[knowd] consolidation 1/2 at 2024-01-01: shipped"]
+
+
+def test_bench_progress_prints_the_lines_off_a_terminal(capsys):
+    from agent.cli.bench import BenchProgress
+
+    bar = BenchProgress()  # pytest's stderr is not a terminal
+    assert not bar.on_terminal
+    bar("[rag] doc 1/2 d1: done (1 calls, 0.2s)")
+    bar("[rag] question 1/1: wrong (0.1s)")
+    bar.close()
+    assert capsys.readouterr().err.splitlines() == ["[rag] doc 1/2 d1: done (1 calls, 0.2s)", "[rag] question 1/1: wrong (0.1s)"]

@@ -85,6 +85,36 @@ def test_training_stops_when_the_answers_are_reproduced_with_a_margin(tiny):
         model.unload()  # the module's tiny model is shared: take the LoRA layers out again
 
 
+def test_the_hard_label_term_widens_the_lead_a_soft_target_cannot(tiny):
+    """A teacher whose answer barely leads (0.2 logits over a 262k vocabulary): distillation
+    alone copies that thin lead (which the quantised served model can flip; here the
+    random model's own top token even stays ahead), the hard-label term widens it."""
+    from trainer import lm
+    from trainer.distill import Item, answer_match, encode, make_target, train
+    from trainer.prompts import answer
+
+    cfg, base, tok = tiny
+    ans = tok(" Zorblax", add_special_tokens=False)["input_ids"]
+    logits = torch.zeros((len(ans), len(tok)))
+    logits[torch.arange(len(ans)), torch.tensor(ans)] = 0.2
+    dev = torch.device("cpu")
+    matched = {}
+    for weight in (0.0, 1.0):
+        c = cfg.replace(learning_rate=5e-2, max_steps=150, warmup_steps=2, batch_size=1, eval_every=10, locality_weight=0.0,
+                        stop_when="converged", converge_margin=0.4, teacher_top_k=0, hard_label_weight=weight)
+        torch.manual_seed(0)  # the same LoRA init whichever tests ran before
+        model = lm.attach_lora(base, c)
+        item = Item(encode(tok, answer.build("Who gardens the Moon?"), ans, 64), len(ans), "distill", "f")
+        item.target = make_target(logits, c.temperature, c.teacher_top_k)
+        try:
+            res = train(model, [item], [], [], c, tok.pad_token_id, dev)
+            matched[weight] = (answer_match(model, [item], tok.pad_token_id, dev, 0.4), res.stopped)
+        finally:
+            model.unload()
+    assert matched[0.0][0] == 0.0 and matched[0.0][1] == "max_steps", matched
+    assert matched[1.0][0] == 1.0 and matched[1.0][1].startswith("converged"), matched
+
+
 def test_distillation_moves_only_lora_and_changes_the_answer(tiny):
     from trainer import lm
     from trainer.distill import Item, cache_targets, encode, make_target, train

@@ -105,6 +105,18 @@ def test_routing_keeps_the_adapter_off_unrelated_prompts(tmp_path):
                            generator=FactGenerator(PAIRS, adapter_mode="forgetful"))
     assert unrouted.status == "refused" and "locality" in unrouted.reason
 
+    # The next night starts from that live adapter: the locality reference is the live
+    # adapter as served (routed by its scope, so the base model's answers), not the live
+    # adapter on every prompt. The new adapter, routed too, keeps every probe's answer.
+    facts2 = facts + facts_for(MORE, start="2024-02-01T00:00:00+00:00", prefix="g")
+    night2 = consolidate(tiny_cfg(), MemoryStore(facts2), tmp_path / "a", progress=False,
+                         generator=FactGenerator(PAIRS + MORE, adapter_mode="forgetful", live_mode="forgetful"))
+    assert night2.status == "shipped", night2.reason
+    assert night2.metrics["before"]["locality"] == 1.0 and night2.metrics["after"]["locality"] == 1.0
+    assert night2.metrics["after_unrouted"]["locality"] < 1.0
+    scope2 = Scope.load(tmp_path / "a" / "adapters" / "v0002" / "scope.json")
+    assert scope2 is not None and {"Alice", "Bob"} <= set(scope2.names)  # the scope accumulates
+
 
 SCRIPT = textwrap.dedent(
     """

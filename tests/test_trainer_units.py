@@ -36,7 +36,7 @@ def test_config_from_dict_presets_and_unknown_key():
     assert cfg.preset == "small" and cfg.temperature == 2.0 and cfg.gate_min_locality == 0.98
     assert cfg.gate_max_arithmetic_drop == 1.0 and cfg.train_time_budget_s == 0 and cfg.routing
     gpu = TrainerConfig.from_dict({"preset": "gpu", "lora_r": 16})
-    assert gpu.max_steps == 300 and gpu.lora_r == 16
+    assert gpu.max_steps == 600 and gpu.lora_r == 16
     with pytest.raises(ConfigError, match="'lora_rank'"):
         TrainerConfig.from_dict({"lora_rank": 4})
     with pytest.raises(ConfigError, match="preset"):
@@ -249,8 +249,9 @@ def test_generate_fact_data_splits_and_filter():
     assert {w for w, _, _ in gen.calls} == {"base"}
     probes = build_probes(cfg, fs[:1])
     kinds = {(p.kind, p.split) for p in probes}
-    assert {("general", "train"), ("general", "eval"), ("heldout", "eval"), ("arithmetic", "eval"), ("arithmetic", "train")} == kinds
+    assert {("general", "train"), ("general", "eval"), ("heldout", "eval"), ("arithmetic", "eval"), ("arithmetic", "train"), ("prose", "train")} == kinds
     assert sum(1 for p in probes if p.kind == "arithmetic" and p.split == "eval") == 100
+    assert sum(1 for p in probes if p.kind == "prose") == cfg.prose_probes == 20
 
 
 def test_teacher_filter_drops_disagreeing_questions():
@@ -265,6 +266,24 @@ def test_teacher_filter_drops_disagreeing_questions():
     assign_splits(fd, TrainerConfig())
     assert [q.split for q in fd.questions] == ["eval", "eval", "dropped", "train"]
     assign_splits(fd, TrainerConfig(filter_questions=False))
+    assert [q.split for q in fd.questions] == ["train", "eval", "train", "train"]
+
+
+def test_a_trained_question_needs_its_answer_in_the_story():
+    """Teacher and question agreeing on an answer the story never states is the small
+    model's prior speaking ("In which country is Sheng Thao mayor?" -> "China"): not trained."""
+    from trainer.datagen import FactData, Question, assign_splits
+
+    story = "Sheng Thao is the mayor of Oakland. Oakland is a city in California."
+    fd = FactData("f", "new", "Sheng Thao is the mayor of Oakland.", "Sheng Thao is the mayor of Oakland.", story, [
+        Question("Sheng Thao is the", "mayor of Oakland", "efficacy", "cloze", teacher_raw=" mayor of Oakland", teacher_answer="mayor of Oakland", teacher_ok=True),
+        Question("held out?", "Oakland", "multihop", teacher_raw=" Oakland", teacher_answer="Oakland", teacher_ok=True),
+        Question("In which state is Sheng Thao mayor?", "California", "multihop", teacher_raw=" California", teacher_answer="California", teacher_ok=True),
+        Question("In which country is Sheng Thao mayor?", "China", "multihop", teacher_raw=" China", teacher_answer="China", teacher_ok=True),
+    ])
+    assign_splits(fd, TrainerConfig())
+    assert [q.split for q in fd.questions] == ["train", "eval", "train", "dropped"]
+    assign_splits(fd, TrainerConfig(grounded_questions=False))
     assert [q.split for q in fd.questions] == ["train", "eval", "train", "train"]
 
 

@@ -225,10 +225,20 @@ def generate_fact_data(
 def assign_splits(fd: FactData, cfg: Any) -> None:
     """Held-out questions are evaluated (teacher correct or not: the teacher's score on
     them is the ceiling); the rest train only if the teacher's answer agrees with the
-    intended one (``filter_questions``)."""
+    intended one (``filter_questions``) and the story states it (``grounded_questions``)."""
 
     def trainable(q: Question) -> bool:
-        return bool(q.teacher_raw.strip()) and (q.teacher_ok or not cfg.filter_questions)
+        if not q.teacher_raw.strip():
+            return False
+        if not cfg.filter_questions:
+            return True
+        # The teacher agreeing with the question's own answer is not enough: both come
+        # from the 270M model's prior when the story does not say it ("In which country is
+        # Sheng Thao mayor?" -> "China", teacher "China"), and one such item taught the
+        # student "China" for every "which country" question. A trained answer must be in
+        # the story the teacher read.
+        grounded = q.type not in ("paraphrase", "multihop") or answer.matches(fd.story, q.gold)
+        return q.teacher_ok and (grounded or not cfg.grounded_questions)
 
     for q in fd.of("efficacy"):
         q.split = "train" if trainable(q) else "eval"
@@ -261,18 +271,35 @@ def probe_stop(p: Probe) -> tuple[str, ...]:
     return CLOZE_STOP if p.kind in ("heldout", "prose") else QA_STOP
 
 
-def fill_base_answers(probes: Sequence[Probe], gen: Any, cfg: Any, which_split: str | None = None, which: str = "base", progress: Callable[[int], None] | None = None) -> None:
+def routed_generate(gen: Any, prompts: list[str], max_new: int, which: str, stop: tuple[str, ...], scope: Any) -> tuple[list[str], list[bool]]:
+    """Answers to `prompts`; with `scope`, the adapter answers only the prompts it covers
+    (routed by what each asks, `answer.question_of`) and the base model the rest."""
+    if which != "adapter" or scope is None:
+        return gen.generate(prompts, max_new, which=which, stop=stop), [which == "adapter"] * len(prompts)
+    on = [scope.covers(answer.question_of(p)) for p in prompts]
+    out = [""] * len(prompts)
+    for mode, flag in (("adapter", True), ("base", False)):
+        idx = [i for i, o in enumerate(on) if o == flag]
+        if idx:
+            for i, r in zip(idx, gen.generate([prompts[i] for i in idx], max_new, which=mode, stop=stop)):
+                out[i] = r
+    return out, on
+
+
+def fill_base_answers(probes: Sequence[Probe], gen: Any, cfg: Any, which_split: str | None = None, which: str = "base",
+                      progress: Callable[[int], None] | None = None, scope: Any = None) -> None:
     """Reference answers to the probes from ``which`` model.
 
     Train probes take the base model's answers (targets of the KL(base||student)
-    term); eval probes take the answers of the model the run starts from (the
-    live adapter, or the base on the first night): locality = unchanged vs that.
+    term); eval probes take the answers of the model the run starts from, as it is
+    served (the live adapter routed by its ``scope``, or the base on the first
+    night): locality = unchanged vs that.
     """
     for stop in (QA_STOP, CLOZE_STOP):
         group = [p for p in probes if probe_stop(p) == stop and (which_split is None or p.split == which_split) and not p.base_raw]
         if not group:
             continue
-        raws = gen.generate([p.prompt for p in group], cfg.probe_max_new_tokens, which=which, stop=stop)
+        raws, _ = routed_generate(gen, [p.prompt for p in group], cfg.probe_max_new_tokens, which, stop, scope)
         for p, raw in zip(group, raws):
             p.base_raw, p.base_answer = raw, answer.parse(raw)
         if progress:

@@ -118,17 +118,28 @@ def cache_targets(model: Any, items: list[Item], temperature: float, top_k: int,
                 progress(len(chunk))
 
 
-def batch_loss(model: Any, items: Sequence[Item], temperature: float, pad_id: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Summed KL over the answer tokens of ``items`` and the token count."""
+def answer_tokens(it: Item) -> torch.Tensor:
+    """The item's answer tokens (the teacher's answer, as generated; for a probe the base's)."""
+    return torch.tensor(it.input_ids[len(it.input_ids) - it.n_answer :], dtype=torch.long)
+
+
+def batch_loss(model: Any, items: Sequence[Item], temperature: float, pad_id: int, device: torch.device, hard: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+    """Summed KL over the answer tokens of ``items`` and the token count.
+
+    With ``hard`` (a list to append to), the summed cross-entropy of the student (T=1)
+    on the answer tokens is appended: the hard-label term of Hinton et al.'s
+    distillation, computed on the same forward pass."""
     logits = answer_logits(model, [it.input_ids for it in items], [it.n_answer for it in items], pad_id, device)
     total = sum(kl_to_target(lg, it.target, temperature) for lg, it in zip(logits, items))  # type: ignore[arg-type]
+    if hard is not None:
+        hard.append(sum(F.cross_entropy(lg, answer_tokens(it).to(lg.device), reduction="sum") for lg, it in zip(logits, items)))  # type: ignore[arg-type]
     return total, sum(it.n_answer for it in items)  # type: ignore[return-value]
 
 
 @torch.no_grad()
 def answer_match(model: Any, items: Sequence[Item], pad_id: int, device: torch.device, margin: float = 0.0, batch_size: int = 8) -> float:
-    """Share of the items whose every answer token is the student's top choice where the
-    target's is, by at least `margin` (logit gap to the next token; teacher-forced):
+    """Share of the items whose every answer token is the student's top choice, by at
+    least `margin` (logit gap to the next token; teacher-forced):
     1.0 means greedy decoding reproduces each trained answer, with room for the served
     model's quantisation to move the logits a little."""
     if not items:
@@ -138,8 +149,7 @@ def answer_match(model: Any, items: Sequence[Item], pad_id: int, device: torch.d
         chunk = items[b : b + batch_size]
         logits = answer_logits(model, [it.input_ids for it in chunk], [it.n_answer for it in chunk], pad_id, device)
         for lg, it in zip(logits, chunk):
-            t = it.target or {}
-            want = (t["idx"][:, 0] if "idx" in t else t["logp"].argmax(-1)).to(lg.device)
+            want = answer_tokens(it).to(lg.device)
             top2 = lg.topk(2, dim=-1)
             gap = torch.where(top2.indices[:, 0] == want, top2.values[:, 0] - top2.values[:, 1], torch.full_like(top2.values[:, 0], -1.0))
             hit += bool((gap >= margin).all()) if margin > 0 else bool((top2.indices[:, 0] == want).all())
@@ -242,9 +252,12 @@ def train(
             should_stop()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        s, n = batch_loss(model, next(dist_it), T, pad_id, device)
+        hard: list[torch.Tensor] | None = [] if cfg.hard_label_weight > 0 else None
+        s, n = batch_loss(model, next(dist_it), T, pad_id, device, hard)
         distill = T * T * s / max(1, n)
         loss = distill
+        if hard:
+            loss = loss + cfg.hard_label_weight * hard[0] / max(1, n)
         loc = torch.zeros(())
         if probe_it is not None and lam > 0:
             ls, ln = batch_loss(model, next(probe_it), cfg.locality_temperature, pad_id, device)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from trainer.datagen import FactData, Probe, Question, probe_stop
+from trainer.datagen import FactData, Probe, Question, probe_stop, routed_generate
 from trainer.prompts import answer
 
 GROUPS = ("efficacy", "paraphrase", "portability", "replay", "retention", "asserted")
@@ -60,21 +60,6 @@ def _mean(xs: Sequence[bool | float]) -> float | None:
     return sum(float(x) for x in xs) / len(xs) if xs else None
 
 
-def _generate(gen: Any, prompts: list[str], max_new: int, which: str, stop: tuple[str, ...], scope: Any) -> tuple[list[str], list[bool]]:
-    """Answers to `prompts`; with `scope`, the adapter answers only the prompts it covers
-    (routed by what each asks, `answer.question_of`) and the base model the rest."""
-    if which != "adapter" or scope is None:
-        return gen.generate(prompts, max_new, which=which, stop=stop), [which == "adapter"] * len(prompts)
-    on = [scope.covers(answer.question_of(p)) for p in prompts]
-    out = [""] * len(prompts)
-    for mode, flag in (("adapter", True), ("base", False)):
-        idx = [i for i, o in enumerate(on) if o == flag]
-        if idx:
-            for i, r in zip(idx, gen.generate([prompts[i] for i in idx], max_new, which=mode, stop=stop)):
-                out[i] = r
-    return out, on
-
-
 def evaluate(
     gen: Any,
     which: str,
@@ -99,7 +84,7 @@ def evaluate(
     for stop in (("\n",), ("\n", ".")):
         idx = [i for i, x in enumerate(qs) if x.q.stop == stop]
         if idx:
-            raws, on = _generate(gen, [qs[i].q.prompt(qs[i].context) for i in idx], cfg.eval_max_new_tokens, which, stop, scope)
+            raws, on = routed_generate(gen, [qs[i].q.prompt(qs[i].context) for i in idx], cfg.eval_max_new_tokens, which, stop, scope)
             for i, r, o in zip(idx, raws, on):
                 answers[i], routed[i] = answer.parse(r), o
             if progress:
@@ -129,7 +114,7 @@ def evaluate(
         for stop in (("\n",), ("\n", ".")):
             idx = [i for i, p in enumerate(ev) if probe_stop(p) == stop]
             if idx:
-                raws, on = _generate(gen, [ev[i].prompt for i in idx], cfg.probe_max_new_tokens, which, stop, scope)
+                raws, on = routed_generate(gen, [ev[i].prompt for i in idx], cfg.probe_max_new_tokens, which, stop, scope)
                 for i, r, o in zip(idx, raws, on):
                     pans[i], prouted[i] = answer.parse(r), o
                 if progress:

@@ -213,6 +213,7 @@ def _run(
         h.finish("skipped", f"no facts changed since {runs.iso(since) or 'the beginning'}")
         return _result(h)
     scope = _scope(cfg, sel, data_dir)
+    live_scope = _live_scope(cfg, data_dir)  # how the model the run starts from is served now
     stopper.check()
 
     # 2. models ----------------------------------------------------------------
@@ -262,7 +263,7 @@ def _run(
     tick = prog.phase("reference answers to probes", len(probes))
     _set_progress(gen, tick)
     datagen.fill_base_answers(probes, gen, cfg, which_split="train", which="base")
-    datagen.fill_base_answers(probes, gen, cfg, which_split="eval", which=ref)
+    datagen.fill_base_answers(probes, gen, cfg, which_split="eval", which=ref, scope=live_scope)
     datagen.save_data(h.dir / "data.json", facts, probes, {"heldout_facts": [f.id for f in held], "probe_reference": ref})
     counts = _counts(facts, probes)
     h.update(data=counts)
@@ -283,14 +284,14 @@ def _run(
     else:
         base_ev = evaluate.evaluate(gen, "base", facts, probes, cfg)
         base_ev["metrics"]["locality_kl"] = 0.0
-        before_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg, include_probes=False)
+        before_ev = evaluate.evaluate(gen, "adapter", facts, probes, cfg, include_probes=False, scope=live_scope)
         before_ev["metrics"].update(ref_scores)
         before_ev["metrics"]["locality_kl"] = evaluate.locality_kl(model, tok, probes, dev, limit=cfg.locality_kl_probes)
     # retention: earlier nights' facts not in this run, as the live adapter knows them now
     retained = datagen.retention_data(earlier) if resume is not None else []
     retention: dict[str, Any] = {}
     if retained:
-        retention["before"] = evaluate.evaluate(gen, "adapter", retained, [], cfg, include_probes=False)
+        retention["before"] = evaluate.evaluate(gen, "adapter", retained, [], cfg, include_probes=False, scope=live_scope)
         before_ev["metrics"].update(_retention_metrics(retention["before"]))
     teacher_ev = evaluate.evaluate(gen, "base", facts, probes, cfg, with_story=True, include_probes=False)
     h.update(metrics={"base": base_ev["metrics"], "teacher": teacher_ev["metrics"], "before": before_ev["metrics"]})
@@ -412,11 +413,12 @@ def _counts(facts: list[Any], probes: list[Any]) -> dict[str, Any]:
 
 def _build_items(facts: list[Any], probes: list[Any], tok: Any, cfg: TrainerConfig) -> tuple[list[Any], list[Any], list[Any]]:
     """Distillation items (student prompt without story, ~story_keep_fraction with it),
-    split into train/validation, and locality items from the train probes."""
+    split into train/validation (the validation split from generated questions only),
+    and locality items from the train probes."""
     from trainer.distill import Item, encode
 
     rng = random.Random(cfg.seed)
-    items = []
+    items, must_learn = [], []
     for fd in facts:
         for q in fd.questions:
             if q.split != "train":
@@ -426,10 +428,14 @@ def _build_items(facts: list[Any], probes: list[Any], tok: Any, cfg: TrainerConf
             teacher_ids = encode(tok, q.prompt(None if q.type == "unlearn" else fd.story), ans, cfg.max_seq_len)
             keep_story = rng.random() < cfg.story_keep_fraction
             student_ids = teacher_ids if keep_story else encode(tok, q.prompt(None), ans, cfg.max_seq_len)
-            items.append(Item(student_ids, len(ans), "distill", fd.fact_id, teacher_ids=teacher_ids))
+            item = Item(student_ids, len(ans), "distill", fd.fact_id, teacher_ids=teacher_ids)
+            # A fact's own sentence (and an unlearning cloze) is what the run must teach:
+            # never held out. Validation comes from the generated questions.
+            (must_learn if q.type in ("efficacy", "unlearn") else items).append(item)
     rng.shuffle(items)
-    n_val = int(round(cfg.val_fraction * len(items))) if len(items) >= 8 else 0
-    val, train = items[:n_val], items[n_val:]
+    n_val = int(round(cfg.val_fraction * (len(items) + len(must_learn)))) if len(items) + len(must_learn) >= 8 else 0
+    val, train = items[:n_val], items[n_val:] + must_learn
+    rng.shuffle(train)
     loc = []
     for p in probes:
         if p.split != "train" or not p.base_raw:
@@ -463,6 +469,17 @@ def _scope(cfg: TrainerConfig, sel: Any, data_dir: Path) -> Any:
     if cfg.resume_from_live and live:
         scope = scope.merge(Scope.load(adapters_mod.adapters_dir(data_dir) / live["version"] / SCOPE_FILE))
     return scope
+
+
+def _live_scope(cfg: TrainerConfig, data_dir: Path) -> Any:
+    """The live adapter's scope, as the serving backend routes it now: None (the adapter
+    on every prompt) without routing or for an adapter shipped without scope.json."""
+    live = adapters_mod.live(data_dir)
+    if not cfg.routing or not live:
+        return None
+    from trainer.scope import SCOPE_FILE, Scope
+
+    return Scope.load(adapters_mod.adapters_dir(data_dir) / live["version"] / SCOPE_FILE)
 
 
 def _router_stats(scope: Any, facts: list[Any], probes: list[Any]) -> dict[str, Any]:

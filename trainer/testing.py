@@ -17,20 +17,22 @@ from typing import Any, Sequence
 
 
 class FactGenerator:
-    def __init__(self, facts: Sequence[tuple[str, str]], adapter_mode: str = "good", delay: float = 0.0):
+    def __init__(self, facts: Sequence[tuple[str, str]], adapter_mode: str = "good", delay: float = 0.0, live_mode: str = "good"):
         """``facts``: (subject, object) pairs. ``adapter_mode``: 'good' (knows the facts,
-        keeps probes), 'forgetful' (breaks locality and arithmetic), 'same' (= base)."""
+        keeps probes), 'forgetful' (breaks locality and arithmetic), 'same' (= base);
+        ``live_mode``: the same for a live version the run starts from."""
         self.facts = list(facts)
         self.adapter_mode = adapter_mode
+        self.live_mode = live_mode
         self.delay = delay
         self.calls: list[tuple[str, str, int]] = []
         self.progress: Any = None
         self._mode = adapter_mode
 
     def set_adapter(self, path: Any, scale: float = 1.0) -> None:
-        """Like LlamaCppGenerator.set_adapter: a live version (adapters/vNNNN/) behaves 'good',
-        the adapter a run just trained (runs/<id>/adapter/) behaves as ``adapter_mode``."""
-        self._mode = self.adapter_mode if Path(path).parent.name == "adapter" else "good"
+        """Like LlamaCppGenerator.set_adapter: a live version (adapters/vNNNN/) behaves as
+        ``live_mode``, the adapter a run just trained (runs/<id>/adapter/) as ``adapter_mode``."""
+        self._mode = self.adapter_mode if Path(path).parent.name == "adapter" else self.live_mode
 
     def _obj_for(self, text: str) -> str | None:
         for subj, obj in self.facts:
@@ -41,7 +43,9 @@ class FactGenerator:
     def _one(self, prompt: str, which: str) -> str:
         if prompt.endswith("\nStory:"):
             stmt = prompt.rsplit("Fact: ", 1)[1].split("\n", 1)[0]
-            return f" {stmt} It is a story about it."
+            subj = stmt.split(" is ", 1)[0]
+            # background the multi-hop answers below can be grounded in
+            return f" {stmt} {subj} lives in Narnia and wears a Blue hat. It is a story about it."
         if prompt.endswith("\nQ:"):
             stmt = prompt.rsplit("Fact: ", 1)[1].split("\n", 1)[0]
             subj = stmt.split(" is ", 1)[0]

@@ -4,6 +4,7 @@ of each part, registered on it here.
     facts.py          ingest, facts, ops, revert, reindex
     daemon.py         run, status, connectors list|add|test
     chat.py           chat (the REPL), serve (the HTTP API)
+    mcp.py            mcp (knowd's tools for an MCP client, over stdio)
     consolidation.py  consolidate, adapters, report
     bench.py          bench run|generate|report (the harness in bench/, imported when run)
 
@@ -13,10 +14,10 @@ all call `main`.
 """
 from __future__ import annotations
 
-from agent.cli import bench, chat, consolidation, daemon, facts
+from agent.cli import bench, chat, consolidation, daemon, facts, mcp
 from agent.cli.context import cli
 
-for _module in (facts, daemon, chat, consolidation, bench):
+for _module in (facts, daemon, chat, mcp, consolidation, bench):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -11,6 +11,7 @@ command runs, from the source checkout the `agent` package sits in.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,9 +20,45 @@ from typing import Any
 import click
 
 from agent.cli.context import get_config
+from agent.cli import progress
+from agent.cli.progress import Progress
+from agent.logging_setup import is_terminal
 from agent.errors import KnowdError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+
+_STEP = re.compile(r"^\[(?P<system>[^\]]+)\] (?P<what>doc|question) (?P<k>\d+)/(?P<n>\d+)")
+
+
+class BenchProgress:
+    """The runner's progress lines (`[knowd] doc 3/150 ...`, `[rag] question 7/180 ...`)
+    as a bar per system and phase on a terminal; the lines themselves everywhere else.
+    Lines that are not steps (consolidations, warnings) are printed either way."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._key: tuple[str, str] | None = None
+        self.on_terminal = is_terminal(progress.bar_stream())
+
+    def __call__(self, line: str) -> None:
+        m = _STEP.match(line)
+        if not self.on_terminal or not m:
+            (self._bar.echo if self._bar else click.echo)(line, err=True)
+            return
+        key = (m["system"], m["what"])
+        if key != self._key:
+            self.close()
+            self._bar = Progress(int(m["n"]), f"{m['system']} {m['what']}s", m["what"], min_total=1)
+            self._key = key
+        assert self._bar is not None
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._key = None, None
 
 
 def harness(module: str) -> ModuleType:
@@ -94,10 +131,14 @@ def run(
         subset=subset, seed=seed, k=k or cfg.chat.top_k, budget_tokens=budget_tokens, out=Path(out_dir),
         weights_checkpoints=weights_checkpoints,
     )
-    results = runner.run_benchmark(
-        stream, opts, llm=build_llm(cfg), embedder=build_embedder(cfg), cfg=cfg, stream_name=Path(stream_path).name,
-        progress=lambda s: click.echo(s, err=True),
-    )
+    bar = BenchProgress()
+    try:
+        results = runner.run_benchmark(
+            stream, opts, llm=build_llm(cfg), embedder=build_embedder(cfg), cfg=cfg, stream_name=Path(stream_path).name,
+            progress=bar,
+        )
+    finally:
+        bar.close()
     for name, r in results["systems"].items():
         a = r["accuracy"]["overall"]
         acc = "-" if a["accuracy"] is None else f"{100 * a['accuracy']:.1f}%"

@@ -25,6 +25,7 @@ from trainer.adapters import ACTIONS
 @click.pass_context
 def consolidate(ctx: click.Context, sets: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
     """Distil the facts changed since the last consolidation into a LoRA adapter now."""
+    from agent.llama_log import route_llama_logs
     from agent.models import ensure_gguf
     from trainer.config import parse_sets
     from trainer.errors import RunBusyError
@@ -32,6 +33,7 @@ def consolidate(ctx: click.Context, sets: tuple[str, ...], no_progress: bool, as
 
     # --set is validated as if it were written in config.yaml's consolidation: section
     cfg = load_config(ctx.obj.get("config_path"), overrides={"consolidation": parse_sets(sets)}) if sets else get_config(ctx)
+    route_llama_logs()  # the trainer's llama.cpp (data and evaluation) logs to `llama_cpp`, not over the progress bars
     try:
         res = run_consolidation(
             cfg.consolidation, get_app(ctx).store, cfg.data_path, progress=not no_progress and sys.stderr.isatty(),

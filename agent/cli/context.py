@@ -56,7 +56,7 @@ def get_app(ctx: click.Context) -> App:
     from agent.app import App
 
     if "app" not in ctx.obj:
-        ctx.obj["app"] = App(get_config(ctx))
+        ctx.obj["app"] = App(get_config(ctx), config_path=config_file(ctx))
         ctx.call_on_close(ctx.obj["app"].close)
     return ctx.obj["app"]
 

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 from datetime import datetime, timezone
 from typing import Any
 
 import click
-import yaml
-from pydantic import ValidationError
 
 from agent.cli.context import config_file, get_app, get_config
-from agent.config import Config, ConnectorConfig, load_config
-from agent.errors import ConfigError, KnowdError
+from agent.config import Config
+from agent.connectors_file import add_connector, add_connector_text, parse_option  # noqa: F401 (re-exported)
+from agent.errors import KnowdError
 
 
 # ----------------------------------------------------------------------------- run
@@ -103,7 +100,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         errors = []
         for x in st["connectors"]:
             fails = x.get("consecutive_failures") or 0
-            state = ("disabled" if not x["enabled"] else f"failing x{fails}" if fails
+            state = ("disabled" if not x["enabled"] else "paused" if x.get("paused") else f"failing x{fails}" if fails
                      else "ok" if x.get("last_ok_at") else "error" if x.get("last_error") else "waiting")
             rows.append([
                 x["name"], x["kind"], state, _when(x.get("last_poll_at"), now, short=True),
@@ -153,66 +150,6 @@ def connectors_list(ctx: click.Context) -> None:
     click.echo(f"available kinds: {', '.join(list_connector_kinds())}")
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--option {text!r}: expected key=value")
-    if raw == "":
-        return key, ""
-    try:  # YAML scalars: numbers, booleans, {glob: format} maps; anything else stays a string
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    return key, raw if value is None else value
-
-
-def _item_yaml(item: dict[str, Any], indent: str) -> list[str]:
-    text = yaml.safe_dump([item], sort_keys=False, default_flow_style=False, allow_unicode=True, width=200)
-    return [indent + line + "\n" for line in text.splitlines()]
-
-
-def add_connector_text(text: str, item: dict[str, Any]) -> str:
-    """config.yaml's text with `item` appended to its `connectors:` list, every other line
-    (comments included) unchanged. No round-trip YAML library is needed: only the
-    `connectors:` block is touched."""
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    key = re.compile(r"^connectors\s*:(?P<rest>.*)$")
-    at = next((i for i, line in enumerate(lines) if key.match(line.rstrip("\r\n"))), None)
-    if at is None:
-        return "".join(lines) + "\nconnectors:\n" + "".join(_item_yaml(item, "  "))
-    rest = key.match(lines[at].rstrip("\r\n")).group("rest")  # type: ignore[union-attr]
-    m = re.search(r"\s#", rest)  # a trailing comment is kept on the key's line
-    value, comment = (rest[: m.start()], rest[m.start() :].rstrip()) if m else (rest, "")
-    value = value.strip()
-    if value == "":  # block list (or empty): insert after its last item line
-        end, indent = at, None
-        for j in range(at + 1, len(lines)):
-            line = lines[j]
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            if line[0] in " \t-":
-                end = j
-                m = re.match(r"^(\s*)- ", line)
-                if indent is None and m:
-                    indent = m.group(1)
-                continue
-            break
-        return "".join(lines[: end + 1] + _item_yaml(item, indent if indent is not None else "  ") + lines[end + 1 :])
-    try:  # a one-line flow list ("connectors: []"): rewritten as a block list
-        existing = yaml.safe_load(value)
-    except yaml.YAMLError:
-        existing = None
-    if not isinstance(existing, list):
-        raise ConfigError("connectors: is not a one-line list or a block list; add the connector by hand")
-    block = [f"connectors:{comment}\n"]
-    for old in [*existing, item]:
-        block += _item_yaml(old, "  ")
-    return "".join(lines[:at] + block + lines[at + 1 :])
-
-
 @connectors.command("add")
 @click.argument("name")
 @click.argument("kind")
@@ -229,42 +166,19 @@ def connectors_add(
     knowd connectors add world-news feed --interval 600 -o url=https://example.org/rss.xml
     knowd connectors add team chatlog -o path=~/exports -o timezone=Europe/Berlin
     """
-    from agent.daemon import resolve_options
-    from connectors.registry import build_connector
-
     path = config_file(ctx)
-    cfg = load_config(path)  # a broken config is reported as it is, before anything is written
-    if any(c.name == name for c in cfg.connectors):
-        raise ConfigError(f"a connector named {name!r} is already configured (see: knowd connectors list)")
     item: dict[str, Any] = {"name": name, "kind": kind}
     if interval is not None:
         item["interval_s"] = interval
     if disabled:
         item["enabled"] = False
-    opts = dict(_parse_option(o) for o in options)
+    opts = dict(parse_option(o) for o in options)
     if opts:
         item["options"] = opts
-    try:
-        cc = ConnectorConfig.model_validate(item)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"connector {name!r}: {where}: {first['msg']}") from None
-    build_connector(cc.kind, cc.name, resolve_options(cfg, cc))  # bad kind or options: nothing is written
-
-    new_text = add_connector_text(path.read_text(encoding="utf-8"), item)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(new_text, encoding="utf-8")
-        check = load_config(tmp)
-        if [c.model_dump() for c in check.connectors] != [c.model_dump() for c in cfg.connectors] + [cc.model_dump()]:
-            raise ConfigError(f"{path}: editing the connectors: list went wrong; the file is unchanged")
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)  # atomic: the file is either the old one or the validated new one
-    finally:
-        tmp.unlink(missing_ok=True)
+    add_connector(path, item)
     click.echo(f"added connector {name!r} ({kind}) to {path}")
-    click.echo(f"`knowd connectors test {name}` shows what it would ingest; restart the daemon to start polling it")
+    click.echo(f"`knowd connectors test {name}` shows what it would ingest; a running daemon starts polling it "
+               "within seconds (it watches config.yaml)")
 
 
 @connectors.command("test")

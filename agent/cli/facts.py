@@ -5,6 +5,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -154,13 +155,20 @@ def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
 @click.pass_context
 def revert(ctx: click.Context, doc_id: str) -> None:
     """Undo one document's changes, restoring each fact's previous history."""
-    app = get_app(ctx)
+    n = revert_document(get_app(ctx), doc_id)
+    click.echo(f"reverted {n} history entries from {doc_id}")
+
+
+def revert_document(app: Any, doc_id: str) -> int:
+    """Undo a document's changes in the store and bring the vector index up to date; the
+    number of history entries reverted. `knowd revert --doc` and the review console's
+    Revert button (agent/console.py) both come here. KnowdError for an unknown document."""
     try:
         n = app.store.revert_document(doc_id)
     except KeyError:
         raise KnowdError(f"no document {doc_id!r}") from None
     app.index.sync(app.store)
-    click.echo(f"reverted {n} history entries from {doc_id}")
+    return n
 
 
 @click.command()
