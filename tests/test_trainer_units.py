@@ -295,7 +295,8 @@ def test_report_renders_and_latest_report(tmp_path):
     metrics["teacher"] = {"efficacy": 0.9, "paraphrase": 0.8, "portability": 0.5}
     metrics["after"] = {"efficacy": 0.7, "paraphrase": 0.3, "portability": 0.3, "locality": 0.96, "arithmetic": 0.8, "locality_kl": 0.02}
     runs.atomic_write_json(h.dir / "train_log.json", {"history": [{"step": i, "loss": 1 / i, "distill": 1 / i, "locality": 0.01, "lr": 1e-3} for i in range(1, 6)],
-                                                      "val_history": [{"step": 5, "val_loss": 0.3}]})
+                                                      # a convergence check without a validation split logs no val_loss
+                                                      "val_history": [{"step": 2, "train_match": 0.5}, {"step": 5, "val_loss": 0.3}]})
     h.update(metrics=metrics, facts=[{"id": "f1", "kind": "new", "text": "A | B is c."}], gate=decide(metrics["base"], metrics["before"], metrics["after"], TrainerConfig()).to_dict())
     h.finish("shipped", "ok", adapter_version="v0001")
     md = write_report(h.dir)

@@ -124,7 +124,8 @@ def _plots(run_dir: Path, rec: dict[str, Any]) -> list[Block]:
     out: list[Block] = []
     log = runs.read_json(run_dir / "train_log.json")
     if log and log.get("history"):
-        hist, val = log["history"], log.get("val_history", [])
+        hist = log["history"]
+        val = [v for v in log.get("val_history", []) if "val_loss" in v]  # a convergence check without a validation split has none
         fig, ax = plt.subplots(figsize=(7, 3.6))
         steps = [r["step"] for r in hist]
         ax.plot(steps, [r["loss"] for r in hist], label="train loss", lw=1.5)
