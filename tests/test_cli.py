@@ -130,7 +130,7 @@ def test_jsonl_field_of_the_wrong_type_names_the_line_and_field(app, tmp_path: P
     assert f"{p}:2: 'title' must be a string or null, not a number" in one_error_line(run(app, "ingest", str(p)))
     p.write_text('{"id": "a", "text": "ok", "time": 1700000000}\n')
     assert f"{p}:1: 'time' must be an ISO date or time string" in one_error_line(run(app, "ingest", str(p)))
-    p.write_text('[' * 5000 + ']' * 5000 + '\n')
+    p.write_text('[' * 100_000 + ']' * 100_000 + '\n')
     assert f"{p}:1: invalid JSON" in one_error_line(run(app, "ingest", str(p)))
     assert app.store.list_documents() == []
 
