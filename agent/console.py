@@ -80,15 +80,12 @@ class _NeedLogin(Exception):
 def _as_of(text: str) -> Any:
     """An "as of" field: None for empty or "now", else the parsed TimeIntent; 400 when it
     does not parse."""
-    from graphs.time_intent import parse_when
+    from graphs.time_intent import parse_as_of
 
-    if not text:
-        return None
     try:
-        when = parse_when(text, utcnow())
+        return parse_as_of(text, utcnow())
     except ValueError as e:
         raise ConsoleError(400, f"as of {text!r}: {e}") from None
-    return None if when.mode == "now" else when
 
 
 def _when(value: Any, with_time: bool = True) -> str:

@@ -39,10 +39,10 @@ from starlette.types import Receive, Scope, Send
 
 from agent.errors import BackendError
 from agent.logging_setup import log_event
-from graphs.chat import ChatAgent, ChatError, ChatResult, citation_lines
-from graphs.time_intent import TimeIntent, parse_when
+from graphs.chat import ChatAgent, ChatError, ChatResult, citation_lines, truth_runs
+from graphs.time_intent import TimeIntent, parse_as_of
 from stores.sqlite import Store, fmt_time
-from stores.types import Document, Fact, HistoryEntry, utcnow
+from stores.types import Document, Fact, utcnow
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -146,27 +146,10 @@ class DocumentOut(BaseModel):
 # ----------------------------------------------------------------------------- helpers
 def _when(as_of: str | None) -> TimeIntent | None:
     """The time asked about, as `POST /v1/chat/completions`'s `as_of` reads it (None: now)."""
-    if as_of is None or not as_of.strip():
-        return None
     try:
-        t = parse_when(as_of, utcnow())
+        return parse_as_of(as_of, utcnow())
     except ValueError as e:
         raise ToolError(f"as_of: {e}") from None
-    return None if t.mode == "now" else t
-
-
-def _runs(f: Fact) -> list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]]:
-    """The fact's live history as runs of equal truth: (truth, from, until, entries)."""
-    runs: list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]] = []
-    for h in sorted((h for h in f.history if not h.reverted), key=lambda h: (h.time, h.op_id or 0)):
-        if runs and runs[-1][0] == h.truth:
-            runs[-1][3].append(h)
-            continue
-        if runs:
-            t, start, _, es = runs[-1]
-            runs[-1] = (t, start, h.time, es)
-        runs.append((h.truth, h.time, None, [h]))
-    return runs
 
 
 class _Docs:
@@ -188,7 +171,7 @@ class _Docs:
 def fact_out(f: Fact, docs: _Docs, start: datetime | None, end: datetime | None, score: float | None = None) -> FactOut:
     """A fact with the true period that overlaps [start, end] (end None: now), or else its
     latest true period, and the documents behind that period."""
-    true_runs = [r for r in _runs(f) if r[0]]
+    true_runs = [r for r in truth_runs(f) if r[0]]
     lo = start or end
     chosen = None
     for r in reversed(true_runs):

@@ -52,7 +52,7 @@ from agent.errors import BackendError, KnowdError
 from agent.inputs import FieldError, clean_text, document_from_object
 from agent.logging_setup import log_event
 from graphs.chat import ChatAgent, ChatError, ChatResult, Turn, UsedFact, citation_lines
-from graphs.time_intent import TimeIntent, parse_when
+from graphs.time_intent import TimeIntent, parse_as_of
 from stores.sqlite import Store, fmt_time
 from stores.types import Document, Fact, utcnow
 
@@ -368,13 +368,10 @@ def _base_model(cfg: Config) -> str:
 
 
 def _parse_as_of(value: str | None, now: datetime) -> TimeIntent | None:
-    if value is None or not value.strip():
-        return None
     try:
-        t = parse_when(value, now)
+        return parse_as_of(value, now)
     except ValueError as e:
         raise ApiError(400, str(e), param="as_of") from None
-    return None if t.mode == "now" else t
 
 
 # ----------------------------------------------------------------------------- the app

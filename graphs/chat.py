@@ -160,7 +160,7 @@ def is_follow_up(question: str) -> bool:
     return bool(_FOLLOW_UP.search(question)) or len(content_terms(question)) <= 1
 
 
-def _segments(f: Fact) -> list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]]:
+def truth_runs(f: Fact) -> list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]]:
     """The fact's history as runs of equal truth: (truth, from, until, entries)."""
     segs: list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]] = []
     for h in sorted((h for h in f.history if not h.reverted), key=lambda h: (h.time, h.op_id or 0)):
@@ -180,7 +180,7 @@ def _day(t: datetime) -> str:
 
 def _note_and_entries(f: Fact, intent: TimeIntent) -> tuple[str, list[HistoryEntry]]:
     """The time note shown with a fact, and the history entries its sources come from."""
-    segs = _segments(f)
+    segs = truth_runs(f)
     if intent.mode == "history":
         return "; ".join(f"{'true' if t else 'false'} from {_day(s)}" for t, s, _, _ in segs), [
             e for *_, es in segs for e in es

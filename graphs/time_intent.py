@@ -263,6 +263,15 @@ def parse_time_intent(question: str, now: datetime) -> TimeIntent:
     return TimeIntent("now", None, None, "", bool(_NOW.search(question)))
 
 
+def parse_as_of(text: str | None, now: datetime) -> TimeIntent | None:
+    """An "as of" field (the API's, the console's, an MCP tool's): None for blank or
+    "now", else `parse_when`'s intent. Raises ValueError if the text is not a time."""
+    if text is None or not text.strip():
+        return None
+    t = parse_when(text, now)
+    return None if t.mode == "now" else t
+
+
 def parse_when(text: str, now: datetime) -> TimeIntent:
     """A time given on its own (REPL /asof, the API's as_of): a date, date-time or
     period ("2021-05-01", "March 2022", "2022"); a period means its end.

@@ -212,8 +212,8 @@ def _run(
     if not sel.new:
         h.finish("skipped", f"no facts changed since {runs.iso(since) or 'the beginning'}")
         return _result(h)
-    scope = _scope(cfg, sel, data_dir)
     live_scope = _live_scope(cfg, data_dir)  # how the model the run starts from is served now
+    scope = _scope(cfg, sel, live_scope)
     stopper.check()
 
     # 2. models ----------------------------------------------------------------
@@ -457,18 +457,15 @@ def _save_eval(run_dir: Path, base: Any, teacher: Any, before: Any, after: Any, 
                                                    "after_unrouted": after_unrouted, "retention": retention or {}})
 
 
-def _scope(cfg: TrainerConfig, sel: Any, data_dir: Path) -> Any:
+def _scope(cfg: TrainerConfig, sel: Any, live_scope: Any) -> Any:
     """The names the new adapter answers for: this run's facts and, when it continues
     the live adapter, the live adapter's scope (None without routing)."""
     if not cfg.routing:
         return None
-    from trainer.scope import SCOPE_FILE, Scope
+    from trainer.scope import Scope
 
     scope = Scope.from_facts([s.fact for s in sel.facts])
-    live = adapters_mod.live(data_dir)
-    if cfg.resume_from_live and live:
-        scope = scope.merge(Scope.load(adapters_mod.adapters_dir(data_dir) / live["version"] / SCOPE_FILE))
-    return scope
+    return scope.merge(live_scope) if cfg.resume_from_live else scope
 
 
 def _live_scope(cfg: TrainerConfig, data_dir: Path) -> Any:
