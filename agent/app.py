@@ -39,7 +39,7 @@ class App:
         # the console asks it to reload connectors and to look at a retried document at once
         self.daemon: Any = None
         self._lock = threading.Lock()
-        self._names: Any = None  # graphs.names.NameIndex, built on the first ingest
+        self._names: Any = None  # graphs.keyed.names.NameIndex, built on the first ingest
         # injected components (tests, benchmarks) win over the configured ones
         if llm is not None:
             self.__dict__["llm"] = llm
@@ -69,7 +69,7 @@ class App:
 
     def ingest_context(self) -> Any:
         from graphs.ingest import IngestContext
-        from graphs.names import NameIndex
+        from graphs.keyed.names import NameIndex
 
         with self._lock:  # one index of the store's names per process, kept up to date by each commit
             if self._names is None:

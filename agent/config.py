@@ -114,11 +114,26 @@ class DaemonConfig(_Section):
         return v
 
 
+class TokenConfig(_Section):
+    """One API token: its name (written to the operations log), its scope, and only its hash."""
+
+    name: str = Field(pattern=r"^[\w.@-]{1,64}$", description="who holds it, e.g. 'grafana' or 'alice'")
+    scope: Literal["read", "write", "admin"] = Field(
+        description="read: chat, search, history; write: + push documents; admin: + revert, retry, connectors, "
+        "ship/rollback",
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token (`knowd token add` writes it)")
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535, description="0 = any free port")
-    token: str | None = Field(None, description="bearer token; required when host is not loopback")
-    token_env: str = "KNOWD_TOKEN"
+    tokens: list[TokenConfig] = Field(
+        default_factory=list, description="bearer tokens with scopes, hashed (agent/security.py); "
+        "required when host is not loopback",
+    )
+    token: str | None = Field(None, description="an admin token in plain text (older form; prefer tokens:)")
+    token_env: str = Field("KNOWD_TOKEN", description="environment variable holding an admin token")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="the largest chat request body (413 past it)")
     max_documents_bytes: int = Field(
         10_000_000, ge=1024, description="the largest POST /v1/documents body (413 past it); each document's "
@@ -126,6 +141,15 @@ class ServerConfig(_Section):
     )
     model_name: str = Field("knowd", description="the model id the OpenAI-compatible API serves")
     append_sources: bool = Field(True, description="end each API answer with its cited facts and sources")
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, v: list[TokenConfig]) -> list[TokenConfig]:
+        names = [t.name for t in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate token name {dup[0]!r}")
+        return v
 
 
 class Config(_Section):

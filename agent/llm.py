@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graphs.llm import LLM, BackendError, Completion, Meter
+from graphs.llm import LLM, BackendError, Completion, Meter, ModelLimitError
 
 # ---------------------------------------------------------------------------- llama.cpp
 class LlamaCppLLM:
@@ -160,7 +160,7 @@ class LlamaCppLLM:
         n = self.count_tokens(prompt) + 1
         room = self.n_ctx - n
         if room < 8:
-            raise BackendError(f"prompt of {n} tokens does not fit the {self.n_ctx}-token context")
+            raise ModelLimitError(f"prompt of {n} tokens does not fit the {self.n_ctx}-token context")
         return min(max_tokens, room)
 
     def complete(
@@ -217,7 +217,7 @@ class LlamaCppLLM:
             common = min([len(p_toks)] + [_common_prefix(p_toks, s) for s in seqs])
             common = max(1, min(common, min(len(s) for s in seqs) - 1))
             if max(len(s) for s in seqs) >= self.n_ctx:
-                raise BackendError("prompt and choices do not fit the context")
+                raise ModelLimitError("prompt and choices do not fit the context")
             llm.reset()
             llm.eval(p_toks[:common])
             base_logits = np.array(_last_logits(llm), dtype=np.float64)
@@ -290,7 +290,10 @@ class OpenAICompatLLM:
         except httpx.HTTPError as e:
             raise BackendError(f"LLM server {self.base_url}: {e.__class__.__name__}: {e}") from None
         if r.status_code >= 400:
-            raise BackendError(f"LLM server {self.base_url}: HTTP {r.status_code}: {r.text[:200]}")
+            # 4xx: the server refuses this request (bad key, bad body, too long): asking again
+            # cannot help; 408/429 (timeout, rate limit) and 5xx may pass
+            kind = ModelLimitError if r.status_code < 500 and r.status_code not in (408, 429) else BackendError
+            raise kind(f"LLM server {self.base_url}: HTTP {r.status_code}: {r.text[:200]}")
         return r.json()
 
     def _schema_fields(self, schema: dict) -> dict[str, Any]:
@@ -350,7 +353,7 @@ class OpenAICompatLLM:
             offsets, tlp = lp.get("text_offset") or [], lp.get("token_logprobs") or []
             vals = [v for off, v in zip(offsets, tlp) if len(prompt) <= off < len(full) and v is not None]
             if not vals:
-                raise BackendError("LLM server does not return prompt logprobs (echo); choice scoring needs them")
+                raise ModelLimitError("LLM server does not return prompt logprobs (echo); choice scoring needs them")
             scores.append(sum(vals) / len(vals))
         self.meter.add(step, 0, 0, time.perf_counter() - t0)
         return scores

@@ -101,8 +101,8 @@ def prefill(app, n: int, seed: int = 0) -> None:  # noqa: ANN001
 def measure(kind: str, size: int, n: int) -> dict:
     from agent.app import App
     from agent.config import config_from_dict
-    from graphs import propositions
     from graphs.ingest import ingest_document
+    from graphs.keyed import propositions
     from graphs.testing import FakeLLM
 
     work = Path(tempfile.mkdtemp(prefix=f"knowd-keys-{kind}-{size}-"))

@@ -4,7 +4,7 @@
 
 The model is asked as ../shared/probes/propositions.py asks it (prose, "standalone facts,
 one per line", few-shot), one paragraph at a time; a repeated line ends its answer. The
-parse is graphs/propositions.py. Every line of both is judged by the store audit's
+parse is graphs/keyed/propositions.py. Every line of both is judged by the store audit's
 rules (bench/harness/audit.py) against bench/gold/samples.yaml at its document's time:
 true, stale, unsupported by the text, or malformed. Prints both tallies and the
 model's wrong lines.
@@ -64,8 +64,8 @@ def main() -> None:
     from agent.models import ensure_gguf
     from bench.harness import audit
     from bench.harness.stream import read_stream
-    from graphs.propositions import extract
-    from graphs.names import NameIndex
+    from graphs.keyed.propositions import extract
+    from graphs.keyed.names import NameIndex
 
     cfg = load_config()
     llm = LlamaCppLLM(args.model or ensure_gguf(cfg.data_path), n_ctx=2048)

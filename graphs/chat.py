@@ -21,7 +21,7 @@
                   with no facts in the prompt
     remember   -> the turn joins the conversation (kept per session by a checkpointer)
 
-State, nodes and wiring follow graphs/ingest.py (langchain-ai/memory-agent style).
+State, nodes and wiring follow graphs/ingest/ (langchain-ai/memory-agent style).
 `ChatAgent` is the entry point for the REPL, the HTTP API and the benchmarks.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ from graphs.text import content_terms
 from graphs.time_intent import TimeIntent, parse_time_intent
 from stores.errors import KnowdError
 from stores.sqlite import Store
-from stores.types import Fact, HistoryEntry, utcnow
+from stores.types import Fact, HistoryEntry, truth_runs, utcnow
 from stores.vector import FactIndex
 
 AnswerMode = Literal["text", "choice", "set"]
@@ -158,20 +158,6 @@ def is_follow_up(question: str) -> bool:
     """A question that leans on the previous one: starts with 'and'/'what about', uses a
     pronoun, or is too vague alone (one content word or none: 'And in 2019?')."""
     return bool(_FOLLOW_UP.search(question)) or len(content_terms(question)) <= 1
-
-
-def truth_runs(f: Fact) -> list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]]:
-    """The fact's history as runs of equal truth: (truth, from, until, entries)."""
-    segs: list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]] = []
-    for h in sorted((h for h in f.history if not h.reverted), key=lambda h: (h.time, h.op_id or 0)):
-        if segs and segs[-1][0] == h.truth:
-            segs[-1][3].append(h)
-            continue
-        if segs:
-            t, start, _, es = segs[-1]
-            segs[-1] = (t, start, h.time, es)
-        segs.append((h.truth, h.time, None, [h]))
-    return segs
 
 
 def _day(t: datetime) -> str:
@@ -678,21 +664,3 @@ class ChatAgent:
 
     def forget(self, session: str) -> None:
         self.checkpointer.delete_thread(session)
-
-
-def source_text(s: Source) -> str:
-    """'"Title" <url>, 2022-06-01' (or the document id when it has no title)."""
-    name = f'"{s.title}"' if s.title else (s.doc_id or "unknown source")
-    url = f" <{s.url}>" if s.url else ""
-    return f"{name}{url}, {s.date}" if s.date else f"{name}{url}"
-
-
-def citation_lines(facts: list[UsedFact]) -> list[str]:
-    """'[n] fact (note) — source; source' for each fact: what the REPL and the API show."""
-    out = []
-    for u in facts:
-        note = f" ({u.note})" if u.note else ""
-        stale = "" if u.true_now else " [no longer true]"
-        src = "; ".join(source_text(s) for s in u.sources) or "no source"
-        out.append(f"[{u.n}] {u.text}{note}{stale} — {src}")
-    return out

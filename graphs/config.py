@@ -17,7 +17,7 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     revision: Literal["keys", "model"] = Field(
         "keys", description="keys: propositions from a parse, revised by the key of the question each answers "
-        "(deterministic, no model call; graphs/slots.py); model: ERASE as published, the model extracts, "
+        "(deterministic, no model call; graphs/keyed/slots.py); model: ERASE as published, the model extracts, "
         "classifies and rewrites (for a model that can judge contradiction)",
     )
     chunk_tokens: int = Field(400, ge=32, description="document chunk size in model tokens")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stores.errors import KnowdError
+from stores.errors import KnowdError, TransientError
 
 
 class ModelOutputError(KnowdError):
@@ -34,8 +34,14 @@ class ModelOutputError(KnowdError):
         self.step = step
 
 
-class BackendError(KnowdError):
+class BackendError(TransientError):
     """The LLM backend failed (server down, timeout). Transient: the document is retried."""
+
+
+class ModelLimitError(KnowdError):
+    """The request cannot be served by this model or server as configured (the prompt does
+    not fit the context, the server lacks a feature, it refuses the request): retrying the
+    same request cannot help, so it fails at once with this reason."""
 
 
 @dataclass

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from datetime import datetime
 
-from graphs.keys import norm
-from graphs.relations import RELATIONS
+from graphs.keyed.keys import norm
+from graphs.keyed.relations import RELATIONS
 from stores.sqlite import Store
 from stores.types import Fact
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from stores.types import Document, Fact, FactKey, HistoryEntry, Operation, content_hash, key_norm, utcnow
 
-SCHEMA_VERSION = 2  # 2: fact_keys
+SCHEMA_VERSION = 3  # 2: fact_keys; 3: operations.actor
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS operations (
     doc_id TEXT, fact_id TEXT, op TEXT NOT NULL,
     before TEXT, after TEXT, time TEXT NOT NULL,
     model_io_ref INTEGER REFERENCES model_calls(id),
-    detail TEXT, reverted INTEGER NOT NULL DEFAULT 0
+    detail TEXT, reverted INTEGER NOT NULL DEFAULT 0,
+    actor TEXT                                    -- the token name behind a person's action (agent/security.py)
 );
 CREATE INDEX IF NOT EXISTS ops_doc ON operations(doc_id);
 CREATE TABLE IF NOT EXISTS index_queue (fact_id TEXT PRIMARY KEY);
@@ -160,11 +161,18 @@ class Store:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._depth = 0
         self._conn.executescript(_SCHEMA)
+        self._migrate()
         self._conn.execute(
             """INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE
                SET value=excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)""",
             (str(SCHEMA_VERSION),),
         )
+
+    def _migrate(self) -> None:
+        """Columns added after a store was created (CREATE TABLE IF NOT EXISTS keeps old tables)."""
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(operations)")}
+        if "actor" not in cols:
+            self._conn.execute("ALTER TABLE operations ADD COLUMN actor TEXT")
 
     def close(self) -> None:
         self._conn.close()
@@ -470,11 +478,24 @@ class Store:
 
     def log_operation(self, c: sqlite3.Connection, op: Operation) -> int:
         cur = c.execute(
-            """INSERT INTO operations(doc_id, fact_id, op, before, after, time, model_io_ref, detail)
-               VALUES (?,?,?,?,?,?,?,?)""",
-            (op.doc_id, op.fact_id, op.op, op.before, op.after, fmt_time(op.time), op.model_io_ref, op.detail),
+            """INSERT INTO operations(doc_id, fact_id, op, before, after, time, model_io_ref, detail, actor)
+               VALUES (?,?,?,?,?,?,?,?,?)""",
+            (op.doc_id, op.fact_id, op.op, op.before, op.after, fmt_time(op.time), op.model_io_ref, op.detail,
+             op.actor),
         )
         return int(cur.lastrowid)
+
+    def log_action(self, actor: str | None, op: str, detail: str, doc_id: str | None = None) -> int:
+        """Record a person's action that changes no fact (a retry, a connector edit, an adapter
+        shipped) in the operations log, with the token name behind it."""
+        with self.transaction() as c:
+            return self.log_operation(c, Operation(doc_id, None, op, None, None, utcnow(), detail=detail[:2000],
+                                                   actor=actor))
+
+    def actions(self, limit: int = 100) -> list[Operation]:
+        """The newest actions of people (operations with an actor), newest first."""
+        rows = self._q("SELECT * FROM operations WHERE actor IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,))
+        return [_row_to_op(r) for r in rows]
 
     def operations(self, doc_id: str | None = None, limit: int = 1000) -> list[Operation]:
         sql = "SELECT * FROM operations"
@@ -484,14 +505,7 @@ class Store:
             args.append(doc_id)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return [
-            Operation(
-                id=r["id"], doc_id=r["doc_id"], fact_id=r["fact_id"], op=r["op"], before=r["before"],
-                after=r["after"], time=parse_time(r["time"]), model_io_ref=r["model_io_ref"],
-                detail=r["detail"], reverted=bool(r["reverted"]),
-            )
-            for r in self._q(sql, args)
-        ]
+        return [_row_to_op(r) for r in self._q(sql, args)]
 
     def model_call(self, call_id: int) -> dict[str, Any] | None:
         rows = self._q("SELECT * FROM model_calls WHERE id=?", (call_id,))
@@ -509,7 +523,7 @@ class Store:
         return dict(r)
 
     # ------------------------------------------------------------------ revert
-    def revert_document(self, doc_id: str) -> int:
+    def revert_document(self, doc_id: str, actor: str | None = None) -> int:
         """Undo every change a document made: its history entries and operations are marked
         reverted (kept for the record), which restores each fact's previous truth.
         Returns the number of history entries reverted."""
@@ -521,10 +535,11 @@ class Store:
             n = c.execute(
                 "UPDATE fact_history SET reverted=1 WHERE doc_id=? AND reverted=0", (doc_id,)
             ).rowcount
-            c.execute("UPDATE operations SET reverted=1 WHERE doc_id=? AND op != 'revert'", (doc_id,))
+            c.execute("UPDATE operations SET reverted=1 WHERE doc_id=? AND op != 'revert' AND actor IS NULL", (doc_id,))
             self.log_operation(
                 c, Operation(doc_id=doc_id, fact_id=None, op="revert", before=None, after=None,
-                             time=utcnow(), detail=f"{n} history entries on {len(touched)} facts reverted"),
+                             time=utcnow(), detail=f"{n} history entries on {len(touched)} facts reverted",
+                             actor=actor),
             )
             c.execute("UPDATE documents SET status='reverted' WHERE id=?", (doc_id,))
             c.executemany("INSERT OR IGNORE INTO index_queue(fact_id) VALUES (?)", [(f,) for f in touched])
@@ -707,6 +722,14 @@ def _parse_any_time(s: str) -> datetime:
     except ValueError:
         t = datetime.fromisoformat(s.replace("Z", "+00:00"))
         return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _row_to_op(r: sqlite3.Row) -> Operation:
+    return Operation(
+        id=r["id"], doc_id=r["doc_id"], fact_id=r["fact_id"], op=r["op"], before=r["before"], after=r["after"],
+        time=parse_time(r["time"]), model_io_ref=r["model_io_ref"], detail=r["detail"],
+        reverted=bool(r["reverted"]), actor=r["actor"],
+    )
 
 
 def _row_to_doc(r: sqlite3.Row) -> Document:

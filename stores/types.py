@@ -161,3 +161,19 @@ class Operation:
     id: int | None = None
     detail: str | None = None
     reverted: bool = False
+    actor: str | None = None  # the token name when a person's request caused it (agent/security.py)
+
+
+def truth_runs(f: Fact) -> list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]]:
+    """The fact's live history as runs of equal truth: (truth, from, until, entries),
+    oldest first; `until` is None for the run that still holds."""
+    segs: list[tuple[bool, datetime, datetime | None, list[HistoryEntry]]] = []
+    for h in sorted((h for h in f.history if not h.reverted), key=lambda h: (h.time, h.op_id or 0)):
+        if segs and segs[-1][0] == h.truth:
+            segs[-1][3].append(h)
+            continue
+        if segs:
+            t, start, _, es = segs[-1]
+            segs[-1] = (t, start, h.time, es)
+        segs.append((h.truth, h.time, None, [h]))
+    return segs

@@ -30,26 +30,41 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture
-def cfg(tmp_path: Path):
+def _erase_config(tmp_path: Path):
+    """The ERASE path (revision: model) with whole-chunk extraction, and the model answering:
+    the unit tests written for it queue the fake model's answers one chunk at a time."""
     from agent.config import config_from_dict
 
-    # The ERASE path (revision: model) with whole-chunk extraction, and the model answering:
-    # the unit tests written for it queue the fake model's answers one chunk at a time.
-    # config.yaml's defaults (revision by keys, lookup before the model) have tests of
-    # their own (tests/test_keys_*.py, `keyed_cfg` below).
     return config_from_dict(
         {"data_dir": str(tmp_path / "data"), "ingest": {"revision": "model", "extract_unit": "chunk"}, "chat": {"lookup": False}},
         base_dir=tmp_path,
     )
 
 
-@pytest.fixture
-def keyed_cfg(tmp_path: Path):
-    """config.yaml's defaults: revision by keys, answers from the store's structure first."""
+def _shipped_config(tmp_path: Path):
     from agent.config import config_from_dict
 
     return config_from_dict({"data_dir": str(tmp_path / "data")}, base_dir=tmp_path)
+
+
+@pytest.fixture
+def cfg(tmp_path: Path):
+    """config.yaml's defaults (revision by keys, answers from the store's structure first):
+    the path users run. Tests of the ERASE path ask for `erase_cfg` / `erase_app` by name."""
+    return _shipped_config(tmp_path)
+
+
+@pytest.fixture
+def erase_cfg(tmp_path: Path):
+    """The ERASE revision (`ingest.revision: model`), whole chunks, lookup off: for tests of
+    that path and tests that script the fake model's extract / classify / rewrite answers."""
+    return _erase_config(tmp_path)
+
+
+@pytest.fixture
+def keyed_cfg(tmp_path: Path):
+    """config.yaml's defaults, by the name the keyed tests use (the same as `cfg`)."""
+    return _shipped_config(tmp_path)
 
 
 @pytest.fixture
@@ -66,5 +81,16 @@ def app(cfg, fake_llm):
     from stores.testing import HashEmbedder
 
     a = App(cfg, llm=fake_llm, embedder=HashEmbedder())
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def erase_app(erase_cfg, fake_llm):
+    """`app` on the ERASE revision (`erase_cfg`), the fake LLM and the hashing embedder."""
+    from agent.app import App
+    from stores.testing import HashEmbedder
+
+    a = App(erase_cfg, llm=fake_llm, embedder=HashEmbedder())
     yield a
     a.close()

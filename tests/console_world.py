@@ -63,14 +63,15 @@ class World:
         return {}
 
 
-def write_config(tmp_path: Path, token: str | None = None, connectors: list[dict[str, Any]] | None = None) -> Path:
+def write_config(tmp_path: Path, token: str | None = None, connectors: list[dict[str, Any]] | None = None,
+                 tokens: list[dict[str, str]] | None = None) -> Path:
     path = tmp_path / "config.yaml"
     cfg = {
         "data_dir": "data",
         "ingest": {"revision": "model", "extract_unit": "chunk", "max_attempts": 5},
         "chat": {"lookup": False},
         "daemon": {"consolidate_at": None, "retry_base_s": 3600, "log_format": "json"},
-        "server": {"token": token},
+        "server": {"token": token, "tokens": tokens or []},
         "connectors": connectors or [],
     }
     text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
@@ -78,8 +79,9 @@ def write_config(tmp_path: Path, token: str | None = None, connectors: list[dict
     return path
 
 
-def make_app(tmp_path: Path, token: str | None = None) -> tuple[App, World, FakeLLM]:
-    path = write_config(tmp_path, token)
+def make_app(tmp_path: Path, token: str | None = None,
+             tokens: list[dict[str, str]] | None = None) -> tuple[App, World, FakeLLM]:
+    path = write_config(tmp_path, token, tokens=tokens)
     world = World()
     llm = FakeLLM(responder=world.respond)
     app = App(load_config(path), llm=llm, embedder=HashEmbedder(), config_path=path)
@@ -90,11 +92,11 @@ def ingest_all(app: App) -> None:
     """Queue D1, D2, D3 in the inbox and drain it with the daemon's worker (not started:
     `process_next` is the worker's one step)."""
     from agent.daemon import Daemon
-    from agent.server import enqueue_documents
+    from agent.service import documents
 
     d = Daemon(app)
     for x in (D1, D2, D3):
-        enqueue_documents(app.store, [x])
+        documents.push(app, [x], "test")
         while d.process_next():
             pass
 

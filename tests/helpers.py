@@ -40,7 +40,7 @@ def daemon_serving_api(app: Any) -> Iterator[str]:
     """A running Daemon with the HTTP API as one of its services (consolidation off);
     yields the API's URL and stops the daemon (asserting a clean stop) on the way out."""
     from agent.daemon import Daemon
-    from agent.server import start_server
+    from agent.serve import start_server
 
     app.cfg.daemon.consolidate_at = None
     handles: list[Any] = []

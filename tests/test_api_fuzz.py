@@ -8,7 +8,7 @@ The server runs on config.yaml's defaults, over doubles that are as strict as th
 backends about their input: the bundled MiniLM's tokeniser raises TypeError on a string
 that is not valid UTF-8 (`StrictEmbedder` does the same; the last test checks that against
 the real MiniLM), and llama.cpp's backend encodes each prompt to UTF-8 (`StrictLLM`).
-Before `agent.server.parse_json_body` both of the issue's bodies were 500s: `[[[[...`
+Before `agent.api.body.parse_json_body` both of the issue's bodies were 500s: `[[[[...`
 100,000 deep (RecursionError) and `"\\u0000\\ud800 Who?"` (TypeError), and this found both.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.server import start_server
+from agent.serve import start_server
 from graphs.testing import FakeLLM
 from stores.testing import HashEmbedder
 from tests.test_chat_graph import JOHN, answer_citing, seed_northwind
@@ -192,6 +192,24 @@ def test_get_endpoints(url):
     @given(GETS)
     def prop(path: str) -> None:
         check(httpx.get(url + path, timeout=20))
+
+    prop()
+    still_serving(url)
+
+
+ADMIN_POSTS = st.one_of(
+    st.builds(lambda i: f"/v1/documents/{segment(i)}/revert", TEXT.filter(bool)),
+    st.builds(lambda i: f"/v1/inbox/{segment(i)}/retry", TEXT.filter(bool) | st.integers(-5, 10**30).map(str)),
+)
+
+
+def test_admin_posts(url):
+    """Revert and retry with any id, with or without a body: below 500."""
+
+    @FUZZ
+    @given(ADMIN_POSTS, st.binary(max_size=64))
+    def prop(path: str, content: bytes) -> None:
+        check(httpx.post(url + path, content=content, timeout=20))
 
     prop()
     still_serving(url)

@@ -55,12 +55,12 @@ def world_stream():  # noqa: ANN201
     return generate_world("multi-hop", 3, people=7, companies=3, changes=2).stream
 
 
-def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg, world_stream) -> None:  # noqa: ANN001
+def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, erase_cfg, world_stream) -> None:  # noqa: ANN001
     llm = MeteredFake(responder=_responder, choice_scorer=_scorer)
     out = tmp_path / "out"
     names = [n for n in SYSTEMS if "weights" not in n]  # the weights systems train: test_weights_systems_* below
     opts = BenchOptions(systems=names, max_questions=12, seed=1, k=6, out=out)
-    res = run_benchmark(world_stream, opts, llm=llm, embedder=HashEmbedder(), cfg=cfg, stream_name="tiny")
+    res = run_benchmark(world_stream, opts, llm=llm, embedder=HashEmbedder(), cfg=erase_cfg, stream_name="tiny")
 
     n_docs = len(world_stream.documents)
     assert res["selection"]["documents"] == n_docs and res["selection"]["questions"] == 12
@@ -104,7 +104,7 @@ def test_replay_every_system_counts_calls_and_writes_outputs(tmp_path: Path, cfg
     assert (out / "work" / "knowd" / "knowd.sqlite").exists() and (out / "work" / "rag" / "rag_chunks.sqlite").exists()
 
 
-def test_knowd_answers_from_facts_true_at_question_time(tmp_path: Path, cfg) -> None:  # noqa: ANN001
+def test_knowd_answers_from_facts_true_at_question_time(tmp_path: Path, erase_cfg) -> None:  # noqa: ANN001
     """Each answer sees the facts true at its own time: the old CEO before the change, the new one after."""
     from bench.harness.stream import Stream
 
@@ -123,7 +123,7 @@ def test_knowd_answers_from_facts_true_at_question_time(tmp_path: Path, cfg) -> 
         ],
         choice_scorer=_scorer,
     )
-    res = run_benchmark(Stream([d1, d2], qs), BenchOptions(systems=["knowd"], out=tmp_path), llm=llm, embedder=HashEmbedder(), cfg=cfg)
+    res = run_benchmark(Stream([d1, d2], qs), BenchOptions(systems=["knowd"], out=tmp_path), llm=llm, embedder=HashEmbedder(), cfg=erase_cfg)
     rows = res["systems"]["knowd"]["questions"]
     assert [r["correct"] for r in rows] == [True, True]
     assert "Maria Lopez" in rows[0]["context"][0] and "(2020-01-01)" in rows[0]["context"][0]

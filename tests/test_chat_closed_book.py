@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.cli.chat import using_app
-from agent.server import start_server
+from agent.serve import start_server
 from graphs.chat import ChatAgent
 from graphs.prompts import closed_book
 from tests.test_chat_graph import JOHN, MARIA, NOW, OSLO, answer_citing, seed_northwind

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from graphs.chat import ChatAgent, ChatError, Turn, citation_lines, is_follow_up, named_terms
+from agent.views import citation_lines
+from graphs.chat import ChatAgent, ChatError, Turn, is_follow_up, named_terms
 from graphs.prompts import chat as chat_prompt
 from graphs.time_intent import parse_when
 from stores.types import Document
@@ -75,6 +76,13 @@ def answer_citing(*texts: str):  # noqa: ANN201
 def agent(app):  # noqa: ANN001
     seed_northwind(app)
     return ChatAgent(app, app.cfg.chat, now=lambda: NOW)
+
+
+@pytest.fixture
+def model_agent(app):  # noqa: ANN001
+    """The agent with the store's structure out of the way (chat.lookup off): the model answers."""
+    seed_northwind(app)
+    return ChatAgent(app, app.cfg.chat.model_copy(update={"lookup": False}), now=lambda: NOW)
 
 
 def last_prompt(fake_llm) -> str:  # noqa: ANN001
@@ -284,7 +292,8 @@ def test_a_failing_consumer_stops_the_generation(agent, fake_llm, monkeypatch):
     assert time.monotonic() - t0 < 1.0 and len(produced) < 50
 
 
-def test_multiple_choice_by_likelihood_sees_the_as_of_facts(agent, fake_llm):
+def test_multiple_choice_by_likelihood_sees_the_as_of_facts(model_agent, fake_llm):
+    agent = model_agent
     def scorer(prompt: str, choices: list[str]) -> list[float]:
         return [1.0 if f"{c.strip()} is CEO" in prompt else 0.0 for c in choices]
 
@@ -299,7 +308,8 @@ def test_multiple_choice_by_likelihood_sees_the_as_of_facts(agent, fake_llm):
     assert r.answer == "John Smith"
 
 
-def test_list_answers_choose_a_set(agent, fake_llm):
+def test_list_answers_choose_a_set(model_agent, fake_llm):
+    agent = model_agent
     def scorer(prompt: str, choices: list[str]) -> list[float]:
         m = re.search(r'Is "(.+?)" one of the answers', prompt)
         if m is None:

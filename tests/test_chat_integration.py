@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from graphs.chat import ChatAgent, citation_lines
+from agent.views import citation_lines
+from graphs.chat import ChatAgent
 from graphs.ingest import ingest_document
 from stores.types import Document
 

@@ -14,7 +14,8 @@ from openai import OpenAI
 
 from agent.errors import BackendError
 from graphs.testing import FakeLLM
-from agent.server import ServerError, check_bind, start_server
+from agent.security import Tokens, check_bind
+from agent.serve import ServerError, start_server
 from graphs.ingest import ingest_document
 from tests.helpers import doc, extracted, fact
 from tests.test_chat_graph import JOHN, MARIA, OSLO, answer_citing, seed_northwind
@@ -203,12 +204,13 @@ def test_public_address_needs_a_token(app, monkeypatch):
     monkeypatch.delenv("KNOWD_TOKEN", raising=False)
     with pytest.raises(ServerError, match="without a bearer token"):
         start_server(app, "0.0.0.0", 0)
-    check_bind("127.0.0.1", None, "KNOWD_TOKEN")
-    check_bind("::1", None, "KNOWD_TOKEN")
-    check_bind("localhost", None, "KNOWD_TOKEN")
-    check_bind("0.0.0.0", "tok", "KNOWD_TOKEN")
+    none, one = Tokens([]), Tokens.from_config(app.cfg.server.model_copy(update={"token": "tok"}))
+    check_bind("127.0.0.1", none, "KNOWD_TOKEN")
+    check_bind("::1", none, "KNOWD_TOKEN")
+    check_bind("localhost", none, "KNOWD_TOKEN")
+    check_bind("0.0.0.0", one, "KNOWD_TOKEN")
     with pytest.raises(ServerError):
-        check_bind("example.org", None, "KNOWD_TOKEN")
+        check_bind("example.org", none, "KNOWD_TOKEN")
 
 
 def test_port_in_use_is_a_clear_error(app, server):
@@ -235,9 +237,11 @@ def test_fact_endpoints(server, seeded, app, fake_llm):
     assert h["history"][0]["document"]["title"] == "Northwind names Maria Lopez CEO"
     assert httpx.get(f"{base}/facts/f_nope").status_code == 404
 
-    # a document ingested through the graph: its operations, with the model output behind them
+    # a document ingested through the ERASE graph: its operations, with the model output behind them
     fake_llm.queue(extracted(fact("Northwind", "makes", "boats")), {str(i): "no_change" for i in range(1, 7)}, {"1": "no_change"})
-    r = ingest_document(doc("d9", "Northwind makes boats.", "2023-02-01", title="Boats"), app.ingest_context())
+    ctx = app.ingest_context()
+    ctx.cfg = ctx.cfg.model_copy(update={"revision": "model", "extract_unit": "chunk"})
+    r = ingest_document(doc("d9", "Northwind makes boats.", "2023-02-01", title="Boats"), ctx)
     assert r.status == "done", r.error
     ops = httpx.get(f"{base}/documents/d9/operations").json()
     assert ops["document"]["status"] == "done" and ops["document"]["title"] == "Boats"

@@ -141,36 +141,36 @@ def test_bad_time_option(app, tmp_path: Path):
     assert "not an ISO date" in one_error_line(run(app, "ingest", str(p), "--time", "last tuesday"))
 
 
-def test_non_utf8_text_is_decoded_and_ingested(app, fake_llm, tmp_path: Path):
+def test_non_utf8_text_is_decoded_and_ingested(erase_app, fake_llm, tmp_path: Path):
     p = tmp_path / "latin1.txt"
     p.write_bytes("José Núñez é o novo diretor da Açúcar Lda. A mudança foi anunciada em São Paulo.".encode("latin-1"))
     fake_llm.queue(extracted(fact("José Núñez", "is director of", "Açúcar Lda")))
-    r = run(app, "ingest", str(p), "--time", "2022-01-01")
+    r = run(erase_app, "ingest", str(p), "--time", "2022-01-01")
     assert r.exit_code == 0, r.output
     assert "José Núñez" in fake_llm.calls[0].prompt  # decoded correctly, not mojibake
-    assert [f.text for f in app.store.list_facts()] == ["José Núñez is director of Açúcar Lda."]
+    assert [f.text for f in erase_app.store.list_facts()] == ["José Núñez is director of Açúcar Lda."]
 
 
-def test_stdin_and_jsonl_stream_format(app, fake_llm):
+def test_stdin_and_jsonl_stream_format(erase_app, fake_llm):
     stream = (
         '{"type":"document","id":"n1","time":"2020-01-01T00:00:00Z","title":"t","text":"Maria Lopez is CEO of Northwind."}\n'
         '{"type":"question","id":"q1","time":"2020-02-01T00:00:00Z","question":"?","choices":["a"],"answer":"a"}\n'
     )
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    r = run(app, "ingest", "-", input=stream)
+    r = run(erase_app, "ingest", "-", input=stream)
     assert r.exit_code == 0, r.output
     assert "n1: extract 1" in r.output
-    assert app.store.get_document("n1").published_at.year == 2020
+    assert erase_app.store.get_document("n1").published_at.year == 2020
 
 
-def test_model_failure_exits_nonzero_and_points_to_ops(app, fake_llm, tmp_path: Path):
+def test_model_failure_exits_nonzero_and_points_to_ops(erase_app, fake_llm, tmp_path: Path):
     p = tmp_path / "a.txt"
     p.write_text("Maria Lopez is CEO of Northwind.")
     fake_llm.queue("garbage")
-    r = run(app, "ingest", str(p))
+    r = run(erase_app, "ingest", str(p))
     assert r.exit_code == 1 and "failed" in r.output and "knowd ops --doc" in r.output
     doc_id = r.output.split(":")[0] + ":" + r.output.split(":")[1]
-    ops = run(app, "ops", "--doc", doc_id.strip())
+    ops = run(erase_app, "ops", "--doc", doc_id.strip())
     assert "reject" in ops.output and "garbage" in ops.output and "failed" in ops.output
 
 
@@ -185,39 +185,39 @@ def _two_documents(app, fake_llm, tmp_path: Path) -> None:  # noqa: ANN001
     assert run(app, "ingest", str(b), "--time", "2022-06-01").exit_code == 0
 
 
-def test_facts_as_of_history_ops_and_revert(app, fake_llm, tmp_path: Path):
-    _two_documents(app, fake_llm, tmp_path)
-    now = run(app, "facts").output
+def test_facts_as_of_history_ops_and_revert(erase_app, fake_llm, tmp_path: Path):
+    _two_documents(erase_app, fake_llm, tmp_path)
+    now = run(erase_app, "facts").output
     assert "John Smith is CEO of Northwind." in now and "Maria Lopez" not in now
-    then = run(app, "facts", "--as-of", "2021-01-01").output
+    then = run(erase_app, "facts", "--as-of", "2021-01-01").output
     assert "Maria Lopez is CEO of Northwind." in then and "John Smith" not in then
     for phrase in ("March 2021", "2021", "end of 2021"):  # the chat's /asof phrases
-        then = run(app, "facts", "--as-of", phrase).output
+        then = run(erase_app, "facts", "--as-of", phrase).output
         assert "Maria Lopez is CEO of Northwind." in then and "John Smith" not in then, phrase
-    assert "John Smith" in run(app, "facts", "--as-of", "August 2022").output
-    bad = run(app, "facts", "--as-of", "last blue moon")
+    assert "John Smith" in run(erase_app, "facts", "--as-of", "August 2022").output
+    bad = run(erase_app, "facts", "--as-of", "last blue moon")
     assert bad.exit_code == 2 and "not a date or time" in one_error_line(bad)
-    hist = run(app, "facts", "--all", "--history").output
+    hist = run(erase_app, "facts", "--all", "--history").output
     assert "false  make_false" in hist and "true   extract" in hist
-    q = run(app, "facts", "--query", "who runs Northwind", "--all").output
+    q = run(erase_app, "facts", "--query", "who runs Northwind", "--all").output
     assert "Maria Lopez" in q and "John Smith" in q
 
-    doc_b = [d["id"] for d in app.store.list_documents() if "b.txt" in d["id"]][0]
-    ops = run(app, "ops", "--doc", doc_b).output
+    doc_b = [d["id"] for d in erase_app.store.list_documents() if "b.txt" in d["id"]][0]
+    ops = run(erase_app, "ops", "--doc", doc_b).output
     assert "make_false" in ops and "retire" in ops and "model[classify]" in ops and "make_false" in ops
 
-    r = run(app, "revert", "--doc", doc_b)
+    r = run(erase_app, "revert", "--doc", doc_b)
     assert r.exit_code == 0 and "reverted 2 history entries" in r.output
-    assert "Maria Lopez is CEO of Northwind." in run(app, "facts").output
-    assert "unknown document" not in run(app, "ops", "--doc", doc_b).output
-    assert "no document 'zzz'" in one_error_line(run(app, "revert", "--doc", "zzz"))
+    assert "Maria Lopez is CEO of Northwind." in run(erase_app, "facts").output
+    assert "unknown document" not in run(erase_app, "ops", "--doc", doc_b).output
+    assert "no document 'zzz'" in one_error_line(run(erase_app, "revert", "--doc", "zzz"))
 
 
-def test_reindex_rebuilds_from_store(app, fake_llm, tmp_path: Path):
-    _two_documents(app, fake_llm, tmp_path)
-    r = run(app, "reindex")
+def test_reindex_rebuilds_from_store(erase_app, fake_llm, tmp_path: Path):
+    _two_documents(erase_app, fake_llm, tmp_path)
+    r = run(erase_app, "reindex")
     assert r.exit_code == 0 and "indexed 2 facts" in r.output
-    assert app.index.count() == 2
+    assert erase_app.index.count() == 2
 
 
 @pytest.mark.parametrize("module", ["agent", "agent.cli"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.server import create_app
+from agent.serve import create_app
 from tests.console_world import BERGEN, JOHN, MARIA, ingest_all, make_app, make_runs, wait_for, write_feed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,10 @@ documents are pushed through `POST /v1/documents` and ingested by the daemon's w
 (the ERASE graph with the fake LLM). The browser logs in, finds a fact, opens its
 timeline, reverts the document that made it false and sees it true again, retries a
 failed document, adds, tests and pauses a connector (polled without a restart), opens a
-consolidation report with its plots, ships an adapter version and asks the chat pane.
-Each page is saved as docs/screenshots/<name>.png. Without a browser it skips.
+consolidation report with its plots, ships an adapter version and asks the chat pane,
+all as the admin token "ops". Then it logs in with the read-only token "viewer" and
+finds no form that would change anything. Each page is saved as
+docs/screenshots/<name>.png. Without a browser it skips.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from tests.console_world import BERGEN, D1, D2, D3, JOHN, MARIA, make_app, make_
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-TOKEN = "browser-test-token"
+TOKEN = "browser-test-token"  # admin: the one the walk-through logs in with
+READ_TOKEN = "browser-test-read-token"  # read: the last part logs in with it and sees no forms
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
@@ -165,7 +168,10 @@ class Browser:
 def running(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A daemon with the API (and so the console) on a free loopback port, a token, and
     documents ingested through the push API and the daemon's worker."""
-    app, world, llm = make_app(tmp_path, token=TOKEN)
+    from agent.security import hash_token
+
+    app, world, llm = make_app(tmp_path, tokens=[{"name": "ops", "scope": "admin", "sha256": hash_token(TOKEN)},
+                                                 {"name": "viewer", "scope": "read", "sha256": hash_token(READ_TOKEN)}])
     try:
         with daemon_serving_api(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as api:
             for d, status in ((D1, "done"), (D2, "done"), (D3, "failed")):
@@ -287,3 +293,27 @@ def test_review_console_in_a_browser(running, browser):
     b.screenshot("chat")
     b.go(b.find("#chat a.cite"))
     assert b.text("#fact-text") == MARIA
+
+    # a read-only login: every page, none of the forms that change anything
+    b.go(b.find("header form button"))  # log out
+    until(lambda: "/console/login" in b.url, what="the login page after logging out")
+    b.type(b.find("input[name=token]"), READ_TOKEN)
+    b.go(b.find("form button.primary"))
+    until(lambda: "/console/facts" in b.url, what="the facts page after the read-only login")
+    assert b.text("#who") == "viewer · read"
+    admin_forms = ("#revert, #failed button.retry, #add-connector, button.test, button.pause, button.ship, #rollback, "
+                   "form[action$='/document/revert'], form[action$='/inbox/retry'], form[action$='/connectors/add']")
+    doc_page = console + "/document?id=memo-2022"
+    for page in ("/facts", "/documents", "/connectors", "/consolidation", f"/consolidation/runs/{running['runs'][0]}/",
+                 "/chat"):
+        b.get(console + page)
+        assert b.find_all(admin_forms) == [], page
+    b.get(doc_page)
+    assert b.find_all(admin_forms) == [] and "What it changed" in b.text()
+    b.get(console + "/consolidation")
+    b.screenshot("read-only")
+    # the chat works for a reader
+    b.get(console + "/chat")
+    b.type(b.find("#ask input[name=question]"), "Who is the CEO of Northwind?")
+    b.go(b.find("#ask button"))
+    until(lambda: MARIA in b.text("#chat"), what="the reader's chat answer")

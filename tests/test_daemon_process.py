@@ -31,7 +31,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from agent.app import App
     from agent.config import load_config
-    from agent.daemon import Daemon, run_daemon
+    from agent.daemon import Worker, run_daemon
     from stores.testing import HashEmbedder
     from graphs.testing import FakeLLM
     from stores.sqlite import Store
@@ -61,13 +61,13 @@ CHILD = textwrap.dedent(
         Store.enqueue = enqueue
     if kill_finish:
         f = {{"n": 0}}
-        orig_finish = Daemon._finish
+        orig_finish = Worker._finish
         def finish(self, item_id, ok, *a, **k):
             f["n"] += 1
             if f["n"] == kill_finish:
                 kill()  # the document is committed, its inbox row still says queued
             return orig_finish(self, item_id, ok, *a, **k)
-        Daemon._finish = finish
+        Worker._finish = finish
 
     @atexit.register
     def heavy_modules():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import agent.daemon as daemon_mod
+import agent.daemon.worker as worker_mod
 from agent.app import App
 from agent.config import config_from_dict
 from agent.daemon import Daemon, DaemonError, consolidate_command, daemon_pid, retry_delay
@@ -57,7 +57,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
 
 @pytest.fixture(autouse=True)
 def fast_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon_mod, "IDLE_WAIT_S", 0.02)  # due retries are noticed at once
+    monkeypatch.setattr(worker_mod, "IDLE_WAIT_S", 0.02)  # due retries are noticed at once
 
 
 def test_retry_delay_doubles_up_to_the_cap():
@@ -188,7 +188,7 @@ def test_stop_interrupts_a_running_consolidation(make_app):
     result: list[int | None] = []
     t = threading.Thread(target=lambda: result.append(d.run_consolidation()))
     t.start()
-    _wait(lambda: d._consolidation is not None)
+    _wait(lambda: d.nightly.proc is not None)
     t0 = time.monotonic()
     d.stop()
     t.join(5)

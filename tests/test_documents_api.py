@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from agent.server import start_server
+from agent.serve import start_server
 from tests.helpers import daemon_serving_api
 from tests.test_daemon_process import db_counts, wait_for, write_config
 
@@ -168,7 +168,9 @@ def test_writes_need_the_token_once_one_is_set(app):
 
 # ----------------------------------------------------------------------------- with the daemon
 @pytest.mark.slow
-def test_100_documents_posted_while_the_daemon_runs_are_each_ingested_once(app, fake_llm):
+def test_100_documents_posted_while_the_daemon_runs_are_each_ingested_once(erase_app, fake_llm):
+    # the ERASE path: one scripted extract call per ingest is the count that proves "exactly once"
+    app = erase_app
     fake_llm.responder = extract_hires
     with daemon_serving_api(app) as url:
         batch = [hire(i) for i in range(100)]
@@ -198,7 +200,7 @@ CHILD = textwrap.dedent(
     from agent.app import App
     from agent.config import load_config
     from agent.daemon import run_daemon
-    from agent.server import start_server
+    from agent.serve import start_server
     from graphs.testing import FakeLLM
     from stores.testing import HashEmbedder
     from tests.test_documents_api import extract_hires

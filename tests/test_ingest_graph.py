@@ -1,4 +1,5 @@
-"""The ERASE ingest graph with a fake LLM: every branch, as-of queries, garbage output."""
+"""The ERASE ingest graph (graphs/ingest/erase_graph.py) with a fake LLM: every branch, as-of
+queries, garbage output. Every test asks for the ERASE path by name (`erase_app`, `erase_cfg`)."""
 from __future__ import annotations
 
 import json
@@ -21,9 +22,9 @@ def current_texts(store, when=None) -> list[str]:  # noqa: ANN001
     return sorted(f.text for f in store.list_facts(as_of=when))
 
 
-def test_contradiction_makes_old_fact_false_and_as_of_returns_each(app, fake_llm):
+def test_contradiction_makes_old_fact_false_and_as_of_returns_each(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    r1 = ingest_document(D1, app.ingest_context())
+    r1 = ingest_document(D1, erase_app.ingest_context())
     assert r1.status == "done" and r1.counts["extract"] == 1
     assert [c.step for c in fake_llm.calls] == ["extract"]  # empty store: nothing to classify
 
@@ -32,14 +33,14 @@ def test_contradiction_makes_old_fact_false_and_as_of_returns_each(app, fake_llm
         {"1": "make_false"},  # classify: the only candidate is Maria's fact
         {"retire": True},  # rewrite: nothing replaces it
     )
-    r2 = ingest_document(D2, app.ingest_context())
+    r2 = ingest_document(D2, erase_app.ingest_context())
     assert r2.status == "done", r2.error
     assert [c.step for c in fake_llm.calls] == ["extract", "extract", "classify", "rewrite"]
     # the candidate reached the classify prompt; the rewrite saw the new fact as still true
     assert "1. Maria Lopez is CEO of Northwind." in fake_llm.calls[2].prompt
     assert "John Smith is CEO of Northwind." in fake_llm.calls[3].prompt
 
-    store = app.store
+    store = erase_app.store
     maria = store.find_by_norm("Maria Lopez is CEO of Northwind.")
     assert maria.truth_at(t("2021-01-01")) is True
     assert maria.truth_at(t("2022-06-01")) is False and not maria.is_current
@@ -50,121 +51,140 @@ def test_contradiction_makes_old_fact_false_and_as_of_returns_each(app, fake_llm
     assert r2.counts == {**r2.counts, "extract": 1, "make_false": 1, "retire": 1}
 
 
-def test_rewrite_creates_superseding_fact(app, fake_llm):
+def test_rewrite_creates_superseding_fact(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Mary Lee", "works with", "Bob Stone")))
-    ingest_document(doc("a", "Mary Lee works with Bob Stone at Google.", "2021-01-01"), app.ingest_context())
+    ingest_document(doc("a", "Mary Lee works with Bob Stone at Google.", "2021-01-01"), erase_app.ingest_context())
     fake_llm.queue(
         extracted(fact("Mary Lee", "works at", "Amazon")),
         {"1": "make_false"},
         fact("Mary Lee", "works with", "Quinn Park"),
     )
-    r = ingest_document(doc("b", "Mary Lee left Google and joined Amazon, where Quinn Park works.", "2022-02-01"), app.ingest_context())
+    r = ingest_document(doc("b", "Mary Lee left Google and joined Amazon, where Quinn Park works.", "2022-02-01"), erase_app.ingest_context())
     assert r.counts["rewrite"] == 1 and r.counts["make_false"] == 1
-    new = app.store.find_by_norm("Mary Lee works with Quinn Park")
-    assert new.is_current and new.supersedes == app.store.find_by_norm("Mary Lee works with Bob Stone").id
+    new = erase_app.store.find_by_norm("Mary Lee works with Quinn Park")
+    assert new.is_current and new.supersedes == erase_app.store.find_by_norm("Mary Lee works with Bob Stone").id
     assert [h.op for h in new.history] == ["rewrite"]
-    ops = [o.op for o in app.store.operations("b")]
+    ops = [o.op for o in erase_app.store.operations("b")]
     assert ops.count("rewrite") == 1 and ops.count("extract") == 1
 
 
-def test_reinforce_no_change_and_duplicate(app, fake_llm):
+def test_each_operation_refers_to_the_model_call_it_came_from(erase_app, fake_llm):
+    """Model calls are records with ids, not list positions: commit maps each change's call
+    id to the stored row, so every operation points at the call that decided it."""
+    fake_llm.queue(extracted(fact("Mary Lee", "works with", "Bob Stone")))
+    ingest_document(doc("a", "Mary Lee works with Bob Stone at Google.", "2021-01-01"), erase_app.ingest_context())
+    fake_llm.queue(
+        extracted(fact("Mary Lee", "works at", "Amazon")),
+        {"1": "make_false"},
+        fact("Mary Lee", "works with", "Quinn Park"),
+    )
+    ingest_document(doc("b", "Mary Lee left Google and joined Amazon, where Quinn Park works.", "2022-02-01"), erase_app.ingest_context())
+    store = erase_app.store
+    calls = {c["id"]: c for c in store.model_calls("b")}
+    assert sorted(c["step"] for c in calls.values()) == ["classify", "extract", "rewrite"]
+    step_of = {o.op: calls[o.model_io_ref]["step"] for o in store.operations("b")}
+    assert step_of == {"make_false": "classify", "rewrite": "rewrite", "extract": "extract"}
+
+
+def test_reinforce_no_change_and_duplicate(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Odense Boldklub", "is based in", "Odense"), fact("Joel King", "plays for", "Odense Boldklub")))
-    ingest_document(doc("a", "Joel King plays for Odense Boldklub, based in Odense.", "2021-01-01"), app.ingest_context())
+    ingest_document(doc("a", "Joel King plays for Odense Boldklub, based in Odense.", "2021-01-01"), erase_app.ingest_context())
     fake_llm.queue(
         extracted(fact("Joel King", "plays for", "Odense Boldklub")),  # exact duplicate of a current fact
         {"1": "reinforce", "2": "no_change"},
     )
-    r = ingest_document(doc("b", "Joel King scored twice for Odense Boldklub.", "2021-05-01"), app.ingest_context())
+    r = ingest_document(doc("b", "Joel King scored twice for Odense Boldklub.", "2021-05-01"), erase_app.ingest_context())
     assert r.counts["duplicate"] == 1 and r.counts["extract"] == 0
     assert r.counts["reinforce"] + r.counts["no_change"] == 2
-    joel = app.store.find_by_norm("Joel King plays for Odense Boldklub")
+    joel = erase_app.store.find_by_norm("Joel King plays for Odense Boldklub")
     assert [h.op for h in joel.history][0] == "extract"
     assert len(joel.history) >= 2 and all(h.truth for h in joel.history)
-    assert app.store.count_facts() == {"total": 2, "current": 2, "not_current": 0}
+    assert erase_app.store.count_facts() == {"total": 2, "current": 2, "not_current": 0}
 
 
-def test_classify_is_batched(app, fake_llm):
-    app.cfg.ingest.classify_batch = 3
+def test_classify_is_batched(erase_app, fake_llm):
+    erase_app.cfg.ingest.classify_batch = 3
     fake_llm.queue(extracted(*[fact(f"Person {i}", "lives in", "Paris") for i in range(5)]))
     text = " ".join(f"Person {i} lives in Paris." for i in range(5))
-    ingest_document(doc("a", text, "2021-01-01"), app.ingest_context())
+    ingest_document(doc("a", text, "2021-01-01"), erase_app.ingest_context())
     fake_llm.queue(extracted(), {"1": "no_change", "2": "no_change", "3": "no_change"}, {"1": "no_change", "2": "no_change"})
-    ingest_document(doc("b", "Paris is in France.", "2021-02-01"), app.ingest_context())
+    ingest_document(doc("b", "Paris is in France.", "2021-02-01"), erase_app.ingest_context())
     classify = [c for c in fake_llm.calls if c.step == "classify"]
     assert len(classify) == 2  # 5 candidates in batches of 3
     assert classify[0].schema["required"] == ["1", "2", "3"]
 
 
-def test_invalid_json_fails_document_without_touching_store(app, fake_llm):
+def test_invalid_json_fails_document_without_touching_store(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
-    before = snapshot(app.store)
+    ingest_document(D1, erase_app.ingest_context())
+    before = snapshot(erase_app.store)
     fake_llm.queue("{not json at all")
-    r = ingest_document(D2, app.ingest_context())
+    r = ingest_document(D2, erase_app.ingest_context())
     assert r.status == "failed" and "not valid JSON" in r.error
-    after = snapshot(app.store)
+    assert r.transient is False  # the same output would fail the same way: not worth a retry
+    after = snapshot(erase_app.store)
     assert after["facts"] == before["facts"] and after["history"] == before["history"]
-    assert app.store.document_status("d2")["status"] == "failed"
-    ops = app.store.operations("d2")
+    assert erase_app.store.document_status("d2")["status"] == "failed"
+    ops = erase_app.store.operations("d2")
     assert [o.op for o in ops] == ["reject"]
-    assert app.store.model_call(ops[0].model_io_ref)["output"] == "{not json at all"
+    assert erase_app.store.model_call(ops[0].model_io_ref)["output"] == "{not json at all"
     # retried later with a sane model, it succeeds
     fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false"}, {"retire": True})
-    assert ingest_document(D2, app.ingest_context()).status == "done"
-    assert app.store.document_status("d2")["status"] == "done"
+    assert ingest_document(D2, erase_app.ingest_context()).status == "done"
+    assert erase_app.store.document_status("d2")["status"] == "done"
 
 
-def test_wrong_ids_and_empty_strings_are_rejected_and_logged(app, fake_llm):
+def test_wrong_ids_and_empty_strings_are_rejected_and_logged(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
+    ingest_document(D1, erase_app.ingest_context())
     fake_llm.queue(
         extracted(fact("", "is", "x"), fact("she", "runs", "Northwind"), fact("John Smith", "is CEO of", "Northwind")),
         {"1": "reinforce", "7": "make_false", "x": "reinforce"},  # 7 was never shown, x is no id
     )
-    r = ingest_document(D2, app.ingest_context())
+    r = ingest_document(D2, erase_app.ingest_context())
     assert r.status == "done"
-    rejects = [o.detail for o in app.store.operations("d2") if o.op == "reject"]
+    rejects = [o.detail for o in erase_app.store.operations("d2") if o.op == "reject"]
     assert any("empty part" in d for d in rejects)
     assert any("pronoun" in d for d in rejects)
     assert any("fact number 7 was not shown" in d for d in rejects)
     assert any("unknown fact number 'x'" in d for d in rejects)
-    assert app.store.find_by_norm("Maria Lopez is CEO of Northwind").is_current  # fact 7 touched nothing
-    assert current_texts(app.store) == ["John Smith is CEO of Northwind.", "Maria Lopez is CEO of Northwind."]
+    assert erase_app.store.find_by_norm("Maria Lopez is CEO of Northwind").is_current  # fact 7 touched nothing
+    assert current_texts(erase_app.store) == ["John Smith is CEO of Northwind.", "Maria Lopez is CEO of Northwind."]
 
 
-def test_invalid_label_and_malformed_rewrite_fail_cleanly(app, fake_llm):
+def test_invalid_label_and_malformed_rewrite_fail_cleanly(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
-    before = snapshot(app.store)
+    ingest_document(D1, erase_app.ingest_context())
+    before = snapshot(erase_app.store)
     fake_llm.queue(extracted(), {"1": "make_false"}, {"subject": "", "relation": "", "object": ""})
-    r = ingest_document(D2, app.ingest_context())
+    r = ingest_document(D2, erase_app.ingest_context())
     assert r.status == "failed" and "rewrite" in r.error
-    assert snapshot(app.store)["history"] == before["history"]
+    assert snapshot(erase_app.store)["history"] == before["history"]
     fake_llm.queue(extracted(), ["not", "an", "object"])
-    r = ingest_document(D2, app.ingest_context())
+    r = ingest_document(D2, erase_app.ingest_context())
     assert r.status == "failed" and "classify" in r.error
-    assert app.store.document_status("d2")["attempts"] == 2
+    assert erase_app.store.document_status("d2")["attempts"] == 2
 
 
-def test_truncated_output_keeps_complete_facts(app, fake_llm):
+def test_truncated_output_keeps_complete_facts(erase_app, fake_llm):
     from graphs.testing import FakeLLM
 
     cut = '{"facts": [{"subject": "Maria Lopez", "relation": "is CEO of", "object": "Northwind"}, {"subject": "Maria Lo'
     fake_llm.queue(FakeLLM.Truncated(cut))
-    r = ingest_document(D1, app.ingest_context())
-    assert r.status == "done" and current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    r = ingest_document(D1, erase_app.ingest_context())
+    assert r.status == "done" and current_texts(erase_app.store) == ["Maria Lopez is CEO of Northwind."]
 
 
-def test_raw_control_character_in_a_string_is_kept_as_space(app, fake_llm):
+def test_raw_control_character_in_a_string_is_kept_as_space(erase_app, fake_llm):
     """A tab or newline inside a JSON string (allowed by some servers' grammars) must not
     fail the document; the llama.cpp grammar no longer allows it at all."""
     from agent.llama_decode import _JSON_CHAR, schema_to_gbnf
     from graphs.prompts import extract as extract_prompt
 
     fake_llm.queue('{"facts": [{"subject": "Maria\tLopez", "relation": "is CEO\nof", "object": "Northwind"}]}')
-    r = ingest_document(D1, app.ingest_context())
+    r = ingest_document(D1, erase_app.ingest_context())
     assert r.status == "done"
-    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert current_texts(erase_app.store) == ["Maria Lopez is CEO of Northwind."]
     assert any(line.startswith(_JSON_CHAR) for line in schema_to_gbnf(extract_prompt.schema(2)).splitlines())
 
 
@@ -177,45 +197,46 @@ def test_close_truncated_json():
     assert close_truncated_json('{"facts": []') == {"facts": []}
 
 
-def test_backend_error_is_recorded(app, fake_llm):
+def test_backend_error_is_recorded(erase_app, fake_llm):
     from agent.errors import BackendError
 
     fake_llm.queue(BackendError("server down"))
-    r = ingest_document(D1, app.ingest_context())
+    r = ingest_document(D1, erase_app.ingest_context())
     assert r.status == "failed" and "server down" in r.error
-    assert [o.op for o in app.store.operations("d1")] == ["reject"]
+    assert r.transient is True  # the backend may be back later: worth a retry
+    assert [o.op for o in erase_app.store.operations("d1")] == ["reject"]
 
 
-def test_revert_restores_previous_history(app, fake_llm):
+def test_revert_restores_previous_history(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
+    ingest_document(D1, erase_app.ingest_context())
     fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false"}, {"retire": True})
-    ingest_document(D2, app.ingest_context())
-    assert current_texts(app.store) == ["John Smith is CEO of Northwind."]
-    n = app.store.revert_document("d2")
-    app.index.sync(app.store)
+    ingest_document(D2, erase_app.ingest_context())
+    assert current_texts(erase_app.store) == ["John Smith is CEO of Northwind."]
+    n = erase_app.store.revert_document("d2")
+    erase_app.index.sync(erase_app.store)
     assert n == 2
-    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
-    assert app.store.document_status("d2")["status"] == "reverted"
-    assert all(o.reverted for o in app.store.operations("d2") if o.op != "revert")
+    assert current_texts(erase_app.store) == ["Maria Lopez is CEO of Northwind."]
+    assert erase_app.store.document_status("d2")["status"] == "reverted"
+    assert all(o.reverted for o in erase_app.store.operations("d2") if o.op != "revert")
     # the index agrees: John's fact is no longer returned as current
-    hits = app.index.query("CEO of Northwind", 5)
-    assert {app.store.get_fact(fid).text for fid, _ in hits} == {"Maria Lopez is CEO of Northwind."}
+    hits = erase_app.index.query("CEO of Northwind", 5)
+    assert {erase_app.store.get_fact(fid).text for fid, _ in hits} == {"Maria Lopez is CEO of Northwind."}
 
 
-def test_same_document_twice_is_skipped(app, fake_llm):
+def test_same_document_twice_is_skipped(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
-    assert ingest_document(D1, app.ingest_context()).status == "skipped"
+    ingest_document(D1, erase_app.ingest_context())
+    assert ingest_document(D1, erase_app.ingest_context()).status == "skipped"
     assert len(fake_llm.calls) == 1
 
 
-def test_long_document_is_chunked(app, fake_llm):
-    app.cfg.ingest.chunk_tokens = 40
+def test_long_document_is_chunked(erase_app, fake_llm):
+    erase_app.cfg.ingest.chunk_tokens = 40
     para = " ".join(["Northwind sells tea to many shops in the north of England."] * 3)
     text = "\n\n".join([para] * 6)
     fake_llm.responder = lambda prompt, schema, step: extracted() if step == "extract" else {}
-    r = ingest_document(doc("long", text, "2021-01-01"), app.ingest_context())
+    r = ingest_document(doc("long", text, "2021-01-01"), erase_app.ingest_context())
     assert r.status == "done"
     n_chunks = len(chunk_text(text, 40, fake_llm.count_tokens))
     assert n_chunks > 3
@@ -232,32 +253,32 @@ def test_chunk_text_never_exceeds_budget():
         assert words(ch) <= 50
 
 
-def test_explicit_negation_overrides_a_wrong_reinforce(app, fake_llm):
+def test_explicit_negation_overrides_a_wrong_reinforce(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is the CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
+    ingest_document(D1, erase_app.ingest_context())
     fake_llm.queue(
         extracted(fact("John Smith", "is the CEO of", "Northwind"), fact("Maria Lopez", "is no longer CEO of", "Northwind")),
         {"1": "reinforce"},  # wrong: the document itself says she no longer is
         {"retire": True},
     )
-    r = ingest_document(D2, app.ingest_context())
+    r = ingest_document(D2, erase_app.ingest_context())
     assert r.counts["make_false"] == 1
-    assert not app.store.find_by_norm("Maria Lopez is the CEO of Northwind").is_current
-    assert any("overridden" in (o.detail or "") for o in app.store.operations("d2"))
+    assert not erase_app.store.find_by_norm("Maria Lopez is the CEO of Northwind").is_current
+    assert any("overridden" in (o.detail or "") for o in erase_app.store.operations("d2"))
 
 
-def test_make_false_needs_a_link_to_the_document(app, fake_llm):
+def test_make_false_needs_a_link_to_the_document(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind"), fact("Oslo", "is the capital of", "Norway")))
-    ingest_document(doc("a", "Maria Lopez is CEO of Northwind. Oslo is the capital of Norway.", "2020-01-01"), app.ingest_context())
+    ingest_document(doc("a", "Maria Lopez is CEO of Northwind. Oslo is the capital of Norway.", "2020-01-01"), erase_app.ingest_context())
     fake_llm.queue(extracted(fact("John Smith", "is CEO of", "Northwind")), {"1": "make_false", "2": "make_false"}, {"retire": True})
-    r = ingest_document(doc("b", "John Smith is now CEO of Northwind.", "2022-01-01"), app.ingest_context())
+    r = ingest_document(doc("b", "John Smith is now CEO of Northwind.", "2022-01-01"), erase_app.ingest_context())
     assert r.counts["make_false"] == 1  # Maria's fact (shares Northwind); Oslo's is unrelated
-    assert app.store.find_by_norm("Oslo is the capital of Norway").is_current
-    assert any("shares no entity" in (o.detail or "") for o in app.store.operations("b"))
+    assert erase_app.store.find_by_norm("Oslo is the capital of Norway").is_current
+    assert any("shares no entity" in (o.detail or "") for o in erase_app.store.operations("b"))
 
 
 def test_negation_rule():
-    from graphs.guards import negates
+    from graphs.ingest.guards import negates
 
     assert negates(("A", "is no longer the CEO of", "B"), ("A", "is CEO of", "B"))
     assert negates(("A", "formerly worked at", "B"), ("a", "worked at", "b"))
@@ -272,36 +293,36 @@ def test_negation_rule():
     # out of facts, the small model repeats a name: "Northwind is a Northwind"
     (fact("Northwind", "is a", "the Northwind"), "subject and object are the same"),
 ])
-def test_bad_extractions_are_rejected(app, fake_llm, bad, why):  # noqa: ANN001
+def test_bad_extractions_are_rejected(erase_app, fake_llm, bad, why):  # noqa: ANN001
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind"), bad))
-    r = ingest_document(D1, app.ingest_context())
-    assert current_texts(app.store) == ["Maria Lopez is CEO of Northwind."]
+    r = ingest_document(D1, erase_app.ingest_context())
+    assert current_texts(erase_app.store) == ["Maria Lopez is CEO of Northwind."]
     assert r.counts["reject"] == 1
-    assert why in [o.detail for o in app.store.operations("d1") if o.op == "reject"][0]
+    assert why in [o.detail for o in erase_app.store.operations("d1") if o.op == "reject"][0]
 
 
-def test_model_calls_are_logged_with_the_operations(app, fake_llm):
+def test_model_calls_are_logged_with_the_operations(erase_app, fake_llm):
     fake_llm.queue(extracted(fact("Maria Lopez", "is CEO of", "Northwind")))
-    ingest_document(D1, app.ingest_context())
-    calls = app.store.model_calls("d1")
+    ingest_document(D1, erase_app.ingest_context())
+    calls = erase_app.store.model_calls("d1")
     assert len(calls) == 1 and calls[0]["step"] == "extract"
     assert json.loads(calls[0]["output"]) == extracted(fact("Maria Lopez", "is CEO of", "Northwind"))
-    (op,) = app.store.operations("d1")
+    (op,) = erase_app.store.operations("d1")
     assert op.model_io_ref == calls[0]["id"]
 
 
 @pytest.mark.parametrize("route", ["same-entity", "second-hop"])
-def test_retrieval_routes_find_related_facts(app, fake_llm, route):
+def test_retrieval_routes_find_related_facts(erase_app, fake_llm, route):
     """A fact that shares no words with the chunk is still a candidate via entities."""
-    app.cfg.ingest.top_k_doc = 0
-    app.cfg.ingest.top_k_per_fact = 0
+    erase_app.cfg.ingest.top_k_doc = 0
+    erase_app.cfg.ingest.top_k_per_fact = 0
     fake_llm.queue(extracted(fact("Olivia Chen", "works at", "Initech"), fact("Initech", "opens", "9 to 17")))
-    ingest_document(doc("a", "Olivia Chen works at Initech, which opens 9 to 17.", "2021-01-01"), app.ingest_context())
+    ingest_document(doc("a", "Olivia Chen works at Initech, which opens 9 to 17.", "2021-01-01"), erase_app.ingest_context())
     new = fact("Olivia Chen", "works at", "Globex") if route == "same-entity" else fact("Globex", "hired", "Olivia Chen")
     fake_llm.queue(extracted(new), {"1": "no_change", "2": "no_change"})
-    app.cfg.ingest.same_subject = True
-    app.cfg.ingest.second_hop = route == "second-hop"
-    ingest_document(doc("b", "Olivia Chen changed jobs: Globex hired her.", "2022-01-01"), app.ingest_context())
+    erase_app.cfg.ingest.same_subject = True
+    erase_app.cfg.ingest.second_hop = route == "second-hop"
+    ingest_document(doc("b", "Olivia Chen changed jobs: Globex hired her.", "2022-01-01"), erase_app.ingest_context())
     prompt = [c for c in fake_llm.calls if c.step == "classify"][0].prompt
     assert "Olivia Chen works at Initech." in prompt
     if route == "second-hop":  # Initech's hours are reached through Olivia's job
@@ -337,12 +358,12 @@ def test_sentences_resolve_speakers_and_drop_questions():
     assert resolve_speaker("No label here: I stay.") == "No label here: I stay."  # lower case: not a name
 
 
-def test_sentence_mode_makes_one_call_per_sentence(cfg, fake_llm):
+def test_sentence_mode_makes_one_call_per_sentence(erase_cfg, fake_llm):
     from agent.app import App
     from stores.testing import HashEmbedder
 
-    cfg.ingest.extract_unit = "sentence"
-    app = App(cfg, llm=fake_llm, embedder=HashEmbedder())
+    erase_cfg.ingest.extract_unit = "sentence"
+    app = App(erase_cfg, llm=fake_llm, embedder=HashEmbedder())
     fake_llm.queue(
         extracted(fact("Elena Fischer", "works at", "Initech")),
         extracted(fact("Elena Fischer", "has the boss", "Yara Ivanova"), fact("Elena Fischer", "has the boss", "Kim Park")),

@@ -1,4 +1,4 @@
-"""Propositions from the parse (graphs/propositions.py) and their keys (graphs/keys.py).
+"""Propositions from the parse (graphs/keyed/propositions.py) and their keys (graphs/keyed/keys.py).
 
 Each case is a construction the extractor must handle; the expected texts are the
 source's own words with references resolved."""
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphs.names import NameIndex
-from graphs.propositions import expand_lists, extract
+from graphs.keyed.names import NameIndex
+from graphs.keyed.propositions import expand_lists, extract
 
 
 def texts(text: str, title: str | None = None, names: NameIndex | None = None) -> list[str]:

@@ -7,7 +7,10 @@ from datetime import datetime, timezone
 import pytest
 
 from agent.app import App
+from graphs import keyed
 from graphs.ingest import ingest_document
+from graphs.keyed.keys import Key, norm
+from graphs.keyed.names import NameIndex
 from graphs.testing import FakeLLM
 from stores.errors import InputError
 from stores.testing import HashEmbedder
@@ -128,3 +131,33 @@ def test_empty_and_unparseable_text(kapp) -> None:  # noqa: ANN001
     assert [x.status for x in r] == ["done", "done"]  # nothing to say is not an error
     assert texts(kapp) == []
     assert kapp.store.document_status("x")["status"] == "done"
+
+
+class MemoryFacts:
+    """The `Facts` protocol over a list of held facts: the keys engine needs no store."""
+
+    def __init__(self, held: list[keyed.Held]):
+        self.held = held
+
+    def by_subject(self, subject: str, relation: str) -> list[keyed.Held]:
+        return [h for h in self.held if h.key.holds and h.key.relation == relation and norm(h.key.subject) == subject]
+
+    def by_object(self, relation: str, obj: str) -> list[keyed.Held]:
+        return [h for h in self.held if h.key.holds and h.key.relation == relation and norm(h.key.object) == obj]
+
+    def of_subject(self, subject: str) -> list[keyed.Held]:
+        return [h for h in self.held if norm(h.key.subject) == subject]
+
+    ever_of_subject = of_subject
+
+
+def test_the_keys_engine_is_a_library_over_any_view_of_the_facts() -> None:
+    """graphs/keyed's front door: text, title, time, held facts and names in; propositions
+    and changes out, with no store, no graph and no model."""
+    held = [keyed.Held("f1", "Maria Lopez is the chief executive of Northwind Logistics.",
+                       Key("Maria Lopez", "chief executive of", "Northwind Logistics"))]
+    props, changes = keyed.revise_document("Quinn Park is the chief executive of Northwind Logistics.", None,
+                                           t("2024-08-16"), MemoryFacts(held), NameIndex())
+    assert [p.text for p in props] == ["Quinn Park is the chief executive of Northwind Logistics."]
+    assert [(c.op, c.fact_id) for c in changes] == [("make_false", "f1"), ("extract", None)]
+    assert changes[0].time == t("2024-08-16") and "replaced by: Quinn Park" in changes[0].detail

@@ -32,7 +32,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from agent.server import start_server
+from agent.serve import start_server
 from tests.helpers import daemon_serving_api
 from tests.test_chat_graph import JOHN, MARIA, answer_citing, seed_northwind
 from tests.test_daemon_process import wait_for
@@ -151,7 +151,9 @@ def extracts(app, doc_id: str) -> int:  # noqa: ANN001
 
 
 # ----------------------------------------------------------------------------- streamable HTTP
-def test_streamable_http_on_the_daemon_api(app, fake_llm):
+def test_streamable_http_on_the_daemon_api(erase_app, fake_llm):
+    # the ERASE path: the fake model's scripted extract makes the fact and counts the ingests
+    app = erase_app
     ids = seed_northwind(app)
     fake_llm.responder = respond
     with daemon_serving_api(app) as url:

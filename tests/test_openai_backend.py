@@ -26,6 +26,36 @@ def test_unreachable_server_is_a_backend_error():
         llm.complete("hello")
 
 
+@pytest.mark.parametrize("status,transient", [(400, False), (401, False), (429, True), (503, True)])
+def test_http_errors_say_whether_retrying_can_help(status, transient):
+    """A 4xx is the server refusing this request (retrying cannot help: ModelLimitError);
+    429 and 5xx may pass (BackendError, transient). A real HTTP server on loopback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent.errors import ModelLimitError
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b'{"error": "no"}')
+
+        def log_message(self, *a) -> None:  # noqa: ANN002
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        llm = OpenAICompatLLM(f"http://127.0.0.1:{srv.server_address[1]}/v1", "m", timeout_s=5)
+        with pytest.raises(BackendError if transient else ModelLimitError, match=f"HTTP {status}") as e:
+            llm.complete("hello")
+        assert e.value.transient is transient
+    finally:
+        srv.shutdown()
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     pytest.importorskip("starlette_context", reason="llama-cpp-python[server] extras not installed")

@@ -72,7 +72,7 @@ def test_rebuild_reports_progress_batch_by_batch(app):
 
 
 def test_bench_progress_is_a_bar_per_system_and_phase_on_a_terminal(terminal, capsys):
-    from agent.cli.bench import BenchProgress
+    from bench.cli import BenchProgress
 
     bar = BenchProgress()
     assert bar.on_terminal
@@ -90,7 +90,7 @@ def test_bench_progress_is_a_bar_per_system_and_phase_on_a_terminal(terminal, ca
 
 
 def test_bench_progress_prints_the_lines_off_a_terminal(capsys):
-    from agent.cli.bench import BenchProgress
+    from bench.cli import BenchProgress
 
     bar = BenchProgress()  # pytest's stderr is not a terminal
     assert not bar.on_terminal

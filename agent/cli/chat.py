@@ -14,11 +14,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import click
 
-from agent.cli.context import fact_line, get_app
+from agent.cli.context import get_app
 from agent.errors import KnowdError
 
 if TYPE_CHECKING:
@@ -140,8 +140,7 @@ class Repl:
         return self.default_time.label.removeprefix("as of ") if self.default_time else "now"
 
     def ask(self, question: str) -> None:
-        from graphs.chat import citation_lines
-
+        from agent.views import citation_lines
         from graphs.prompts.chat import CITE
 
         stop = threading.Event()
@@ -184,40 +183,31 @@ class Repl:
             return f"answered by the base model (adapter {adapter.get('version', '?')} does not cover this question)"
         return "answered by the base model (no adapter is live)"
 
-    def _as_of_window(self) -> tuple[Any, Any]:
-        t = self.default_time
-        return (t.end, t.start) if t else (None, None)
-
     def facts(self, query: str | None, limit: int = 30) -> None:
-        from graphs.retrieval import hybrid_search
+        from agent.service import facts as facts_service
+        from agent.views import fact_line
 
-        as_of, since = self._as_of_window()
+        at = self.default_time
         if query:
-            found = [h.fact for h in hybrid_search(self.app.store, self.app.index, query, limit, as_of=as_of, since=since)]
+            found = facts_service.search(self.app, query, at=at, limit=limit)
         else:
-            found = self.app.store.list_facts(as_of=as_of)[-limit:]
+            found = facts_service.list_facts(self.app, at=at, limit=100_000)[-limit:]
         if not found:
-            click.echo(f"no facts true {'now' if as_of is None else 'as of ' + self._when()}" + (" match" if query else ""))
-        for f in found:
-            click.echo(fact_line(f, as_of))
+            click.echo(f"no facts true {'now' if at is None else 'as of ' + self._when()}" + (" match" if query else ""))
+        for v in found:
+            click.echo(fact_line(v))
 
     def history(self, query: str, limit: int = 10) -> None:
-        from graphs.retrieval import hybrid_search
+        from agent.service import facts as facts_service
+        from agent.views import fact_line, history_lines
 
-        hits = hybrid_search(self.app.store, self.app.index, query, limit, include_stale=True)
-        if not hits:
+        found = facts_service.search(self.app, query, include_stale=True, limit=limit, with_docs=True)
+        if not found:
             click.echo("no facts match")
-        docs: dict[str, Any] = {}
-        for h in hits:
-            click.echo(fact_line(h.fact, None))
-            for e in h.fact.history:
-                if e.doc_id and e.doc_id not in docs:
-                    docs[e.doc_id] = self.app.store.get_document(e.doc_id)
-                d = docs.get(e.doc_id) if e.doc_id else None
-                src = f'"{d.title}"' if d and d.title else (e.doc_id or "-")
-                url = f" <{d.url}>" if d and d.url else ""
-                mark = " (reverted)" if e.reverted else ""
-                click.echo(f"    {e.time.date().isoformat()}  {'true ' if e.truth else 'false'}  {e.op:<10} {src}{url}{mark}")
+        for v in found:
+            click.echo(fact_line(v))
+            for line in history_lines(v, with_documents=True):
+                click.echo(line)
 
 
 @click.command()
@@ -236,7 +226,7 @@ def chat(ctx: click.Context, as_of: str | None, session: str, closed_book: bool)
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the HTTP API (OpenAI-compatible /v1/chat/completions, facts, status) until Ctrl-C."""
-    from agent.server import serve_forever
+    from agent.serve import serve_forever
 
     app = _get_app(ctx)
     model = app.cfg.server.model_name

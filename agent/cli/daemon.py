@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from agent.cli.context import config_file, get_app, get_config
-from agent.config import Config
 from agent.connectors_file import add_connector, add_connector_text, parse_option  # noqa: F401 (re-exported)
 from agent.errors import KnowdError
 
@@ -29,10 +28,10 @@ def run(ctx: click.Context, once: bool, no_api: bool) -> None:
 
     app = get_app(ctx)
     # Services started and stopped with the daemon: each `factory(app) -> handle` with
-    # `handle.stop()`. This is where the HTTP API (agent.server.start_server) is added.
+    # `handle.stop()`. This is where the HTTP faces (agent.serve.start_server) are added.
     extra_services: list[ServiceFactory] = []
     if not (once or no_api):
-        from agent.server import start_server
+        from agent.serve import start_server
 
         extra_services.append(start_server)
     code = run_daemon(app, config_path=config_file(ctx), extra_services=extra_services, once=once)
@@ -41,21 +40,10 @@ def run(ctx: click.Context, once: bool, no_api: bool) -> None:
 
 # ----------------------------------------------------------------------------- status
 def _when(value: str | None, now: datetime, short: bool = False) -> str:
-    """'2024-06-01 10:00:03Z (5m ago)' / '(in 5m)' from a stored UTC time; `short`: '5m ago'."""
-    if not value:
-        return "-"
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    secs = (t - now).total_seconds()
-    span = abs(secs)
-    rel = (f"{span:.0f}s" if span < 90 else f"{span / 60:.0f}m" if span < 5400
-           else f"{span / 3600:.1f}h" if span < 172800 else f"{span / 86400:.0f}d")
-    rel = f"in {rel}" if secs > 0 else f"{rel} ago"
-    return rel if short else f"{t.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z ({rel})"
+    """'2024-06-01 10:00:03Z (5m ago)', or only '5m ago' when `short` (agent/views.py)."""
+    from agent.views import ago, stamp
+
+    return ago(value, now) if short else stamp(value, now)
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -68,9 +56,9 @@ def _table(rows: list[list[str]]) -> list[str]:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Daemon, connectors (last poll, errors, items), inbox depth, facts, last consolidation."""
-    from agent.daemon import collect_status
+    from agent.service.status import daemon_status
 
-    st = collect_status(get_app(ctx))
+    st = daemon_status(get_app(ctx))
     if as_json:
         click.echo(json.dumps(st, indent=2, default=str))
         return
@@ -166,6 +154,9 @@ def connectors_add(
     knowd connectors add world-news feed --interval 600 -o url=https://example.org/rss.xml
     knowd connectors add team chatlog -o path=~/exports -o timezone=Europe/Berlin
     """
+    from agent.security import LOCAL
+    from agent.service import connectors as connectors_service
+
     path = config_file(ctx)
     item: dict[str, Any] = {"name": name, "kind": kind}
     if interval is not None:
@@ -175,7 +166,7 @@ def connectors_add(
     opts = dict(parse_option(o) for o in options)
     if opts:
         item["options"] = opts
-    add_connector(path, item)
+    connectors_service.add(get_app(ctx), item, LOCAL)
     click.echo(f"added connector {name!r} ({kind}) to {path}")
     click.echo(f"`knowd connectors test {name}` shows what it would ingest; a running daemon starts polling it "
                "within seconds (it watches config.yaml)")
@@ -191,38 +182,27 @@ def connectors_test(ctx: click.Context, name: str, limit: int, full: bool) -> No
 
     Nothing is ingested or queued and the position is not saved.
     """
-    from agent.daemon import resolve_options
-    from connectors.registry import build_connector
+    from agent.service import connectors as connectors_service
+    from agent.views import when as fmt_when
 
-    cfg: Config = get_config(ctx)
-    cc = next((c for c in cfg.connectors if c.name == name), None)
-    if cc is None:
-        known = ", ".join(c.name for c in cfg.connectors) or "none"
-        raise KnowdError(f"no connector named {name!r} (configured: {known})")
-    connector = build_connector(cc.kind, cc.name, resolve_options(cfg, cc))
-    store = get_app(ctx).store
-    cursor = store.cursor(name)
-    result = connector.poll(cursor)
-    docs = result.documents
-    known_docs = 0
-    for doc in docs[:limit]:
-        st = store.document_status(doc.id)
-        seen = st is not None and st["status"] == "done" and st["content_hash"] == doc.content_hash
-        known_docs += seen
-        when = doc.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"- {doc.id}{'  (already ingested)' if seen else ''}")
-        click.echo(f"  {when}Z  {doc.title or '(no title)'}" + (f"  by {doc.author}" if doc.author else ""))
-        flat = " ".join(doc.text.split())
-        body = doc.text if full else flat[:300] + ("…" if len(flat) > 300 else "")
+    test = connectors_service.test(get_app(ctx), name, limit)
+    if test["error"]:
+        raise KnowdError(test["error"])
+    for doc in test["docs"]:
+        click.echo(f"- {doc['id']}{'  (already ingested)' if doc['seen'] else ''}")
+        click.echo(f"  {fmt_when(doc['time'])}Z  {doc['title'] or '(no title)'}"
+                   + (f"  by {doc['author']}" if doc["author"] else ""))
+        flat = " ".join(doc["text"].split())
+        body = doc["text"] if full else flat[:300] + ("…" if len(flat) > 300 else "")
         for line in body.splitlines() or [""]:
             click.echo(f"    {line}")
-    if len(docs) > limit:
-        click.echo(f"... and {len(docs) - limit} more (--limit)")
-    for w in result.warnings:
+    if test["total"] > limit:
+        click.echo(f"... and {test['total'] - limit} more (--limit)")
+    for w in test["warnings"]:
         click.echo(f"warning: {w}", err=True)
-    click.echo(f"{len(docs)} document(s) would be queued"
-               + (f" ({known_docs} of those shown already ingested)" if known_docs else "")
-               + ("" if docs or not cursor else " (nothing new since the daemon's last poll of it)")
+    click.echo(f"{test['total']} document(s) would be queued"
+               + (f" ({test['known']} of those shown already ingested)" if test["known"] else "")
+               + ("" if test["total"] or not test["polled_before"] else " (nothing new since the daemon's last poll of it)")
                + "; nothing ingested, position not saved")
 
 

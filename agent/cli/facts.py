@@ -5,11 +5,10 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from agent.cli.context import fact_line, get_app
+from agent.cli.context import get_app
 from agent.cli.progress import Progress
 from agent.errors import InputError, KnowdError
 
@@ -87,40 +86,34 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], when: str | None, force: 
 
 # ----------------------------------------------------------------------------- facts
 @click.command()
-@click.option("--query", "-q", help="only facts related to this text (vector search)")
+@click.option("--query", "-q", help="only facts related to this text (hybrid search: dense + BM25)")
 @click.option("--as-of", "as_of", help='facts true at this time (2022-06-14, "March 2022", 2021)')
 @click.option("--history", is_flag=True, help="show each fact's true/false history")
 @click.option("--all", "all_", is_flag=True, help="include facts that are no longer true")
 @click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="JSON lines output")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines output (the API's fact objects)")
 @click.pass_context
 def facts(ctx: click.Context, query: str | None, as_of: str | None, history: bool, all_: bool, limit: int, as_json: bool) -> None:
     """List facts true now (or at --as-of), optionally related to --query."""
+    from agent.service import facts as facts_service
+    from agent.views import fact_json, fact_line, history_lines
+    from graphs.time_intent import TimeIntent
+
     app = get_app(ctx)
     t = _as_of(as_of)
+    at = TimeIntent("as_of", t, t) if t else None
     if query:
-        hits = app.index.query(query, limit * (3 if (all_ or t) else 1), current_only=not (all_ or t))
-        found = app.store.get_facts([fid for fid, _ in hits])
+        found = facts_service.search(app, query, at=at, include_stale=all_, limit=limit)
     else:
-        found = app.store.list_facts(current_only=False)
-    if not all_:
-        found = [f for f in found if f.truth_at(t) is True]
-    found = found[:limit]
-    for f in found:
+        found = facts_service.list_facts(app, at=at, include_stale=all_, limit=limit)
+    for v in found:
         if as_json:
-            click.echo(json.dumps({
-                "id": f.id, "text": f.text, "subject": f.subject, "relation": f.relation, "object": f.object,
-                "true": f.truth_at(t), "history": [
-                    {"time": h.time.isoformat(), "truth": h.truth, "doc_id": h.doc_id, "op": h.op, "reverted": h.reverted}
-                    for h in f.history
-                ],
-            }))
+            click.echo(json.dumps(fact_json(v)))
             continue
-        click.echo(fact_line(f, t))
+        click.echo(fact_line(v))
         if history:
-            for h in f.history:
-                mark = " (reverted)" if h.reverted else ""
-                click.echo(f"    {h.time.date().isoformat()}  {'true ' if h.truth else 'false'}  {h.op:<10} {h.doc_id or '-'}{mark}")
+            for line in history_lines(v):
+                click.echo(line)
     if not found and not as_json:
         click.echo("no facts" + (" match" if query else ""), err=True)
 
@@ -137,7 +130,7 @@ def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
         raise KnowdError(f"no document {doc_id!r} (knowd facts --history shows document ids)")
     click.echo(f"document {doc_id}: {st['status']}" + (f" ({st['error']})" if st["error"] else "") + f", attempts {st['attempts']}")
     for o in store.operations(doc_id):
-        mark = " [reverted]" if o.reverted else ""
+        mark = (" [reverted]" if o.reverted else "") + (f" (by {o.actor})" if o.actor else "")
         arrow = f"{o.before or ''} -> {o.after or ''}" if (o.before or o.after) else ""
         click.echo(f"  #{o.id} {o.op:<10} {o.fact_id or '':<18} {arrow}{mark}")
         if o.detail:
@@ -155,20 +148,11 @@ def ops(ctx: click.Context, doc_id: str, prompts: bool) -> None:
 @click.pass_context
 def revert(ctx: click.Context, doc_id: str) -> None:
     """Undo one document's changes, restoring each fact's previous history."""
-    n = revert_document(get_app(ctx), doc_id)
+    from agent.security import LOCAL
+    from agent.service import documents
+
+    n = documents.revert(get_app(ctx), doc_id, LOCAL)
     click.echo(f"reverted {n} history entries from {doc_id}")
-
-
-def revert_document(app: Any, doc_id: str) -> int:
-    """Undo a document's changes in the store and bring the vector index up to date; the
-    number of history entries reverted. `knowd revert --doc` and the review console's
-    Revert button (agent/console.py) both come here. KnowdError for an unknown document."""
-    try:
-        n = app.store.revert_document(doc_id)
-    except KeyError:
-        raise KnowdError(f"no document {doc_id!r}") from None
-    app.index.sync(app.store)
-    return n
 
 
 @click.command()

@@ -1,5 +1,5 @@
 """The benchmark harness: replay knowledge-update streams and compare knowd with baselines
-(`knowd bench`, agent/cli/bench.py).
+(`knowd bench`, bench/cli.py).
 
 * `stream`  – the stream format (ARCHITECTURE.md), question selection and document subsets;
 * `scoring` – normalisation, correctness, accuracy breakdowns;

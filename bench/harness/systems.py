@@ -26,9 +26,11 @@ from agent.config import Config
 from bench.harness.stream import Question
 from graphs import answer as answering
 from graphs import ingest as ingest_graph
-from graphs import lookup, propositions
+from graphs import lookup
+from graphs.ingest import erase_graph
+from graphs.keyed import propositions
+from graphs.keyed.names import NameIndex
 from graphs.llm import LLM, BackendError, ModelOutputError
-from graphs.names import NameIndex
 from graphs.prompts import answer as answer_prompt
 from graphs.retrieval import hybrid_search
 from stores.sqlite import Store
@@ -194,13 +196,13 @@ class FactRagSystem(_Retriever):
         assert self.store is not None
         if self.env.cfg.ingest.revision == "keys":
             return self._add_propositions(doc)
-        state = ingest_graph.IngestState(doc=doc)
+        state = erase_graph.EraseState(doc=doc)
         try:
-            state.chunks = ingest_graph.split(state, self._runtime)["chunks"]  # type: ignore[arg-type]
+            state.chunks = erase_graph.split(state, self._runtime)["chunks"]  # type: ignore[arg-type]
             facts = []
             for i in range(len(state.chunks)):
                 state.i = i
-                facts += ingest_graph.extract(state, self._runtime)["extracted"]  # type: ignore[arg-type]
+                facts += erase_graph.extract(state, self._runtime)["extracted"]  # type: ignore[arg-type]
         except (ModelOutputError, BackendError) as e:
             with self.store.transaction():
                 self.store.put_document(doc, status="failed")
